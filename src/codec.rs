@@ -1,0 +1,191 @@
+//! RocksDB key encoding. All integers are big-endian and fixed-width, so byte order equals
+//! numeric order and a prefix of ids selects a contiguous range. Keys hold internal ids only,
+//! never an external name or id (those go through the blind index of [`crate::keys`]).
+//!
+//! See DESIGN.md, "Column families and keys", for the full table.
+
+/// Internal id of a tenant, conversation or user: allocated from one vault-wide counter.
+pub type Iid = u64;
+
+/// Prefix bytes of the `meta` column family.
+pub(crate) mod meta {
+    /// `0x01 | tenant` → sealed tenant record.
+    pub const TENANT: u8 = 0x01;
+    /// `0x02 | tenant | conv` → sealed conversation record.
+    pub const CONVERSATION: u8 = 0x02;
+    /// `0x03 | tenant | conv | user` → sealed membership record.
+    pub const MEMBER: u8 = 0x03;
+    /// `0x04 | tenant | user | conv` → empty (a user's conversations).
+    pub const USER_CONV: u8 = 0x04;
+    /// `0x05 | tenant | user` → sealed user profile.
+    pub const USER: u8 = 0x05;
+    /// `0x06 | blind16(name)` → tenant iid (u64 BE).
+    pub const TENANT_DIR: u8 = 0x06;
+    /// `0x07 | tenant | 0x01 | blind16(external id)` → conversation iid; `0x02` for users.
+    pub const DIR: u8 = 0x07;
+    /// `0x08 | tenant | conv` → next message id (u64 LE, merged with max).
+    pub const NEXT_MSG_ID: u8 = 0x08;
+    /// `0x09` → next internal id (u64 LE, merged with max).
+    pub const NEXT_IID: u8 = 0x09;
+    /// Directory sub-kind for conversations.
+    pub const DIR_CONV: u8 = 0x01;
+    /// Directory sub-kind for users.
+    pub const DIR_USER: u8 = 0x02;
+}
+
+/// Prefix bytes of the `keys` column family (wrapped keys).
+pub(crate) mod keys {
+    /// `0x01 | tenant | version` → tenant KEK wrapped by the root key provider.
+    pub const TENANT_KEK: u8 = 0x01;
+    /// `0x02 | tenant | conv | version` → conversation key wrapped by the tenant KEK.
+    pub const CONVERSATION: u8 = 0x02;
+    /// `0x03 | tenant | conv | epoch | version` → epoch key wrapped by the conversation key.
+    pub const EPOCH: u8 = 0x03;
+    /// `0x04 | tenant | user | version` → user key wrapped by the tenant KEK.
+    pub const USER: u8 = 0x04;
+}
+
+/// Incremental key builder.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyBuf(pub Vec<u8>);
+
+impl KeyBuf {
+    /// Starts a key with a prefix byte.
+    pub fn tag(tag: u8) -> Self {
+        let mut v = Vec::with_capacity(33);
+        v.push(tag);
+        KeyBuf(v)
+    }
+    /// Starts an empty key (message keys have no prefix byte: they have a column family).
+    pub fn new() -> Self {
+        KeyBuf(Vec::with_capacity(32))
+    }
+    /// Appends a u64, big-endian.
+    pub fn u64(mut self, v: u64) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    /// Appends a u32, big-endian.
+    pub fn u32(mut self, v: u32) -> Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    /// Appends a byte.
+    pub fn u8(mut self, v: u8) -> Self {
+        self.0.push(v);
+        self
+    }
+    /// Appends raw bytes.
+    pub fn bytes(mut self, v: &[u8]) -> Self {
+        self.0.extend_from_slice(v);
+        self
+    }
+    /// Appends an i64 time in a form whose byte order is numeric order (sign bit flipped).
+    pub fn time(self, ms: i64) -> Self {
+        self.u64(encode_time(ms))
+    }
+    /// The bytes.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// `i64` → `u64` preserving order (flip the sign bit).
+pub fn encode_time(ms: i64) -> u64 {
+    (ms as u64) ^ (1u64 << 63)
+}
+
+/// Inverse of [`encode_time`].
+pub fn decode_time(v: u64) -> i64 {
+    (v ^ (1u64 << 63)) as i64
+}
+
+/// Key of a message record in the `messages` CF: `tenant | conv | id` (24 bytes).
+pub fn message_key(tenant: Iid, conv: Iid, id: u64) -> Vec<u8> {
+    KeyBuf::new().u64(tenant).u64(conv).u64(id).into_vec()
+}
+
+/// Key of an old revision in the `revisions` CF: `tenant | conv | id | revision` (28 bytes).
+pub fn revision_key(tenant: Iid, conv: Iid, id: u64, revision: u32) -> Vec<u8> {
+    KeyBuf::new()
+        .u64(tenant)
+        .u64(conv)
+        .u64(id)
+        .u32(revision)
+        .into_vec()
+}
+
+/// Key of a time-index entry in the `time_index` CF: `tenant | conv | time | id` (32 bytes).
+pub fn time_key(tenant: Iid, conv: Iid, sent_at_ms: i64, id: u64) -> Vec<u8> {
+    KeyBuf::new()
+        .u64(tenant)
+        .u64(conv)
+        .time(sent_at_ms)
+        .u64(id)
+        .into_vec()
+}
+
+/// Decodes a message key. `None` if it is not 24 bytes.
+pub fn decode_message_key(k: &[u8]) -> Option<(Iid, Iid, u64)> {
+    if k.len() != 24 {
+        return None;
+    }
+    Some((be64(&k[0..8])?, be64(&k[8..16])?, be64(&k[16..24])?))
+}
+
+/// Decodes a time-index key. `None` if it is not 32 bytes.
+pub fn decode_time_key(k: &[u8]) -> Option<(Iid, Iid, i64, u64)> {
+    if k.len() != 32 {
+        return None;
+    }
+    Some((
+        be64(&k[0..8])?,
+        be64(&k[8..16])?,
+        decode_time(be64(&k[16..24])?),
+        be64(&k[24..32])?,
+    ))
+}
+
+/// Reads a big-endian u64 from exactly 8 bytes.
+pub fn be64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.try_into().ok()?))
+}
+
+/// Reads a big-endian u32 from exactly 4 bytes.
+pub fn be32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(b.try_into().ok()?))
+}
+
+/// The smallest key greater than every key starting with `prefix` (for iterate bounds).
+/// `None` if the prefix is all 0xFF (no upper bound needed).
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut v = prefix.to_vec();
+    while let Some(last) = v.pop() {
+        if last != 0xFF {
+            v.push(last + 1);
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Merge operator of the `meta` CF (registered as `chatvault.max_u64.v1`; tools that open the
+/// RocksDB database directly must register it too). Merge operator for counters: values are u64 little-endian; the result is the maximum. So a
+/// counter never goes backwards, whatever order concurrent writers' batches land in.
+pub fn merge_max_u64(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &rocksdb::MergeOperands,
+) -> Option<Vec<u8>> {
+    let read = |b: &[u8]| -> u64 { b.try_into().map(u64::from_le_bytes).unwrap_or(0) };
+    let mut max = existing.map(read).unwrap_or(0);
+    for op in operands {
+        max = max.max(read(op));
+    }
+    Some(max.to_le_bytes().to_vec())
+}
+
+/// Reads a counter value written by [`merge_max_u64`].
+pub(crate) fn read_counter(v: &[u8]) -> Option<u64> {
+    v.try_into().ok().map(u64::from_le_bytes)
+}

@@ -1,0 +1,187 @@
+//! Typed errors. Every variant's `Display` says what is wrong and what to do about it.
+
+use std::path::PathBuf;
+
+/// What a failed operation was doing, for errors that come from RocksDB or the file system.
+pub type Op = &'static str;
+
+/// Everything a chatvault call can fail with.
+///
+/// The variants are distinct on purpose: a wrong root key, a record that fails authentication,
+/// a record that is malformed, a format version this build does not know, and a missing record
+/// are different situations that call for different actions. [`Error::is_retryable`] says which
+/// ones may succeed if simply tried again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The root key given does not open this vault (the key-check file did not authenticate).
+    /// Nothing on disk was read beyond the key-check file, and nothing was written.
+    #[error(
+        "wrong root key for the vault at {path}: the key-check file does not open with it; \
+         pass the key file (or CHATVAULT_ROOT_KEY) that `chatvault init` created for this vault"
+    )]
+    WrongRootKey {
+        /// Data directory of the vault.
+        path: PathBuf,
+    },
+
+    /// The key provider could not wrap or unwrap a key.
+    #[error("key provider: {0}")]
+    KeyProvider(#[from] crate::keys::ProviderError),
+
+    /// A sealed record or wrapped key failed AES-GCM-SIV authentication: it was altered, truncated
+    /// inside its ciphertext, moved to another place, or sealed under another key.
+    #[error(
+        "authentication failed for {what}: the ciphertext was altered, moved from another \
+         place, or sealed under another key; restore this record from a backup or delete it"
+    )]
+    Authentication {
+        /// Which record, by internal ids (never plaintext).
+        what: String,
+    },
+
+    /// A stored value is malformed (too short, bad header, undecodable payload).
+    #[error("corrupt {what}: {detail}; run `chatvault verify` and restore from a backup")]
+    Corrupt {
+        /// Which record, by internal ids.
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// A stored value carries a format version this build does not know. It is never guessed at.
+    #[error(
+        "{what} has format version {found}, this build reads up to {supported}; \
+         open the vault with a newer chatvault"
+    )]
+    UnsupportedFormat {
+        /// Which kind of record.
+        what: &'static str,
+        /// The version found on disk.
+        found: u8,
+        /// The newest version this build reads.
+        supported: u8,
+    },
+
+    /// The named tenant, user, conversation or message does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked up (external names are not included, to keep them out of logs).
+        what: String,
+    },
+
+    /// Something with that name already exists.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What was being created.
+        what: String,
+    },
+
+    /// The key guarding this data has been destroyed (crypto-shredding): it can never be read.
+    #[error("{what} has been shredded: its key was destroyed and it can never be read again")]
+    Shredded {
+        /// What was asked for.
+        what: String,
+    },
+
+    /// A message body is larger than the vault's limit.
+    #[error(
+        "message body is {size} bytes, the limit is {limit} bytes \
+         (VaultOptions::max_body_bytes); split the message or raise the limit"
+    )]
+    MessageTooLarge {
+        /// Body size in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+
+    /// The caller passed something that cannot be stored (empty name, bad range, ...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// A conversation already holds messages that differ from what an import wants to write.
+    #[error("conflict: {0}")]
+    Conflict(String),
+
+    /// RocksDB reported an error (I/O error, disk full, background error, lock held by another
+    /// process). Nothing acknowledged before is lost; see [`Error::is_retryable`].
+    #[error("storage error while {op}: {source}{hint}", hint = storage_hint(source))]
+    Storage {
+        /// What chatvault was doing.
+        op: Op,
+        /// RocksDB's error.
+        #[source]
+        source: rocksdb::Error,
+    },
+
+    /// A file outside RocksDB (key-check file, key file) could not be read or written.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What chatvault was doing.
+        op: Op,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn storage_hint(e: &rocksdb::Error) -> &'static str {
+    use rocksdb::ErrorKind as K;
+    match e.kind() {
+        K::IOError => {
+            " (an I/O error such as a full disk: free space, then retry or reopen the vault)"
+        }
+        K::Busy | K::TryAgain | K::TimedOut => " (transient: retry)",
+        K::Corruption => " (RocksDB found corruption: run `chatvault verify`)",
+        _ => {
+            if e.as_ref().contains("lock") {
+                " (another process holds this vault open: RocksDB allows one writer process)"
+            } else {
+                ""
+            }
+        }
+    }
+}
+
+impl Error {
+    /// Whether trying the same call again later may succeed (transient storage conditions such
+    /// as a full disk that has been cleared). Authentication, corruption, wrong-key and
+    /// not-found errors are never retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Storage { source, .. } => matches!(
+                source.kind(),
+                rocksdb::ErrorKind::IOError
+                    | rocksdb::ErrorKind::Busy
+                    | rocksdb::ErrorKind::TryAgain
+                    | rocksdb::ErrorKind::TimedOut
+                    | rocksdb::ErrorKind::Incomplete
+            ),
+            Error::Io { .. } => true,
+            Error::KeyProvider(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn storage(op: Op) -> impl FnOnce(rocksdb::Error) -> Error {
+        move |source| Error::Storage { op, source }
+    }
+
+    pub(crate) fn io(op: Op, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Error {
+        Error::Corrupt {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Result alias for chatvault calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,116 @@
+//! The key-check file: the vault key wrapped by the root key provider, kept in a small file in
+//! the data directory (outside RocksDB) so that a wrong root key is caught before RocksDB is
+//! opened (opening RocksDB writes its LOG).
+//!
+//! ```text
+//!  0        4     5           21            23           23+len
+//!  +--------+-----+-----------+-------------+------------+
+//!  | "CVKC" | fmt | vault id  | blob length | root blob  |
+//!  |        | =1  | 16 bytes  | u16 BE      | (provider) |
+//!  +--------+-----+-----------+-------------+------------+
+//!  provider AAD = "chatvault/v1/vault-key" || vault id
+//! ```
+//! The vault key keys the blind index of tenant names. The file is written once, atomically
+//! (write a temporary file, fsync, rename, fsync the directory).
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::keys::{KeyProvider, ProviderError, SecretKey};
+
+/// File name of the key-check file in the data directory.
+pub const KEYCHECK_FILE: &str = "KEYCHECK";
+const MAGIC: &[u8; 4] = b"CVKC";
+const FORMAT: u8 = 1;
+const AAD_LABEL: &[u8] = b"chatvault/v1/vault-key";
+
+fn aad(vault_id: &[u8; 16]) -> Vec<u8> {
+    let mut a = AAD_LABEL.to_vec();
+    a.extend_from_slice(vault_id);
+    a
+}
+
+/// Creates the key-check file with a fresh vault key. Fails if it exists.
+pub(crate) fn create(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey> {
+    let path = dir.join(KEYCHECK_FILE);
+    let mut vault_id = [0u8; 16];
+    getrandom::getrandom(&mut vault_id)
+        .map_err(|e| ProviderError::Unavailable(format!("OS random source: {e}")))?;
+    let key = SecretKey::generate()?;
+    let blob = provider.wrap(&key, &aad(&vault_id))?;
+    let len = u16::try_from(blob.len())
+        .map_err(|_| ProviderError::Malformed("wrapped vault key over 64 KiB".into()))?;
+    let mut bytes = MAGIC.to_vec();
+    bytes.push(FORMAT);
+    bytes.extend_from_slice(&vault_id);
+    bytes.extend_from_slice(&len.to_be_bytes());
+    bytes.extend_from_slice(&blob);
+
+    let tmp = dir.join(format!("{KEYCHECK_FILE}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(Error::io("creating", &tmp))?;
+    f.write_all(&bytes).map_err(Error::io("writing", &tmp))?;
+    f.sync_all().map_err(Error::io("syncing", &tmp))?;
+    drop(f);
+    if path.exists() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::AlreadyExists {
+            what: format!("a vault at {}", dir.display()),
+        });
+    }
+    std::fs::rename(&tmp, &path).map_err(Error::io("renaming", &path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("syncing directory", dir))?;
+    Ok(key)
+}
+
+/// Reads the key-check file and unwraps the vault key. A root key that does not open it gives
+/// [`Error::WrongRootKey`].
+pub(crate) fn open(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey> {
+    let path = dir.join(KEYCHECK_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound {
+                what: format!(
+                    "vault at {} (no {KEYCHECK_FILE} file; create one with `chatvault init`)",
+                    dir.display()
+                ),
+            })
+        }
+        Err(e) => return Err(Error::io("reading", &path)(e)),
+    };
+    let what = || format!("key-check file {}", path.display());
+    if bytes.len() < 23 || &bytes[..4] != MAGIC {
+        return Err(Error::corrupt(what(), "not a chatvault key-check file"));
+    }
+    if bytes[4] != FORMAT {
+        return Err(Error::UnsupportedFormat {
+            what: "key-check file",
+            found: bytes[4],
+            supported: FORMAT,
+        });
+    }
+    let mut vault_id = [0u8; 16];
+    vault_id.copy_from_slice(&bytes[5..21]);
+    let len = u16::from_be_bytes([bytes[21], bytes[22]]) as usize;
+    let blob = bytes
+        .get(23..23 + len)
+        .ok_or_else(|| Error::corrupt(what(), "truncated"))?;
+    match provider.unwrap(blob, &aad(&vault_id)) {
+        Ok(k) => Ok(k),
+        Err(ProviderError::Authentication) | Err(ProviderError::UnknownVersion(_)) => {
+            Err(Error::WrongRootKey {
+                path: dir.to_path_buf(),
+            })
+        }
+        Err(ProviderError::Malformed(m)) => Err(Error::corrupt(what(), m)),
+        Err(e) => Err(e.into()),
+    }
+}

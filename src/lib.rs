@@ -1,0 +1,57 @@
+//! # chatvault
+//!
+//! An embeddable storage engine that keeps chat transcripts encrypted at rest on RocksDB, so a
+//! chat backend can honour data-protection law (access, rectification, export, restriction,
+//! erasure) by construction.
+//!
+//! - **Envelope encryption per tenant.** A root key held by a [`KeyProvider`] (a key file by
+//!   default) wraps one KEK per tenant; each tenant KEK wraps a key per conversation and a key
+//!   per user; each conversation key wraps a key per epoch (UTC day by default). A message's
+//!   DEK is derived with HKDF-SHA256 (RFC 5869) from its epoch key and, by default, its author's
+//!   key. Records are sealed with AES-256-GCM-SIV (RFC 8452) under a fresh random 96-bit nonce,
+//!   and their AAD binds them to their place, so a record moved or swapped fails to open.
+//! - **No plaintext on disk.** RocksDB keys hold internal ids only; names go through an HMAC
+//!   blind index; bodies, names and profiles exist only sealed.
+//! - **Crypto-shredding ready.** Every key is its own wrapped record with a version, so
+//!   destroying one key makes exactly the data under it unreadable.
+//!
+//! Limits: message bodies up to [`VaultOptions::max_body_bytes`] (64 KiB by default); one writer
+//! process per vault (RocksDB's rule); no search, no replication.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use chatvault::{Vault, VaultOptions, StaticKeyProvider, TenantOptions, UserProfile,
+//!                 ConversationKind, NewMessage, Direction};
+//! # fn main() -> chatvault::Result<()> {
+//! let provider = Arc::new(StaticKeyProvider::from_env_or_file(Some("/etc/chatvault/root.key".as_ref()))?);
+//! let vault = Vault::create("/var/lib/chatvault", provider, VaultOptions::default())?;
+//! let t = vault.create_tenant("acme", TenantOptions::default())?;
+//! let alice = vault.create_user(t, "alice@acme", UserProfile { display_name: "Alice".into() })?;
+//! let c = vault.create_conversation(t, "general", ConversationKind::Group, None, &[(alice, 0)])?;
+//! let id = vault.append(t, c, NewMessage::text(alice, 1_700_000_000_000, "hello"))?;
+//! assert_eq!(vault.get(t, c, id)?.body, "hello");
+//! let page = vault.page(t, c, None, Direction::Backward, 50)?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod codec;
+pub mod envelope;
+mod error;
+pub mod import;
+mod keycheck;
+pub mod keys;
+mod model;
+mod vault;
+
+pub use error::{Error, Result};
+pub use keycheck::KEYCHECK_FILE;
+pub use keys::{KeyProvider, ProviderError, SecretKey, StaticKeyProvider, ROOT_KEY_ENV};
+pub use model::{
+    Attachment, ConversationId, ConversationInfo, ConversationKind, Direction, ErasurePolicy,
+    Membership, Message, MessageId, MessageKind, NewMessage, Page, Revision, TenantId, TenantInfo,
+    TenantOptions, UserId, UserInfo, UserProfile,
+};
+pub use vault::{cf, CfStats, Durability, MessageIter, Vault, VaultOptions, VaultStats};
