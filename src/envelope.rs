@@ -126,7 +126,8 @@ impl RecordHeader {
         }
         let kind = RecordKind::from_u8(value[1])
             .ok_or_else(|| Error::corrupt(what(), format!("unknown record kind {}", value[1])))?;
-        let be32 = |i: usize| u32::from_be_bytes([value[i], value[i + 1], value[i + 2], value[i + 3]]);
+        let be32 =
+            |i: usize| u32::from_be_bytes([value[i], value[i + 1], value[i + 2], value[i + 3]]);
         let mut author = [0u8; 8];
         author.copy_from_slice(&value[14..22]);
         Ok(RecordHeader {
@@ -159,8 +160,13 @@ pub fn seal_record(
     let h = header.encode();
     let mut out = Vec::with_capacity(RECORD_HEADER_LEN + NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&h);
-    seal_into(cipher, &aad(RECORD_AAD_LABEL, &h, place), plaintext, &mut out)
-        .map_err(|_| Error::InvalidInput("record too large to seal".into()))?;
+    seal_into(
+        cipher,
+        &aad(RECORD_AAD_LABEL, &h, place),
+        plaintext,
+        &mut out,
+    )
+    .map_err(|_| Error::InvalidInput("record too large to seal".into()))?;
     Ok(out)
 }
 
@@ -261,7 +267,10 @@ pub fn unwrap_key(
     if value.len() != WRAPPED_KEY_LEN {
         return Err(Error::corrupt(
             what(),
-            format!("wrapped key is {} bytes, expected {WRAPPED_KEY_LEN}", value.len()),
+            format!(
+                "wrapped key is {} bytes, expected {WRAPPED_KEY_LEN}",
+                value.len()
+            ),
         ));
     }
     let pt = open_detached(parent, &header.aad(place), &value[10..])
@@ -337,6 +346,10 @@ pub fn open_meta(
     what: impl Fn() -> String,
 ) -> Result<Zeroizing<Vec<u8>>> {
     meta_key_version(value, kind, &what)?;
-    open_detached(cipher, &aad(META_AAD_LABEL, &value[..6], place), &value[6..])
-        .map_err(|_| Error::Authentication { what: what() })
+    open_detached(
+        cipher,
+        &aad(META_AAD_LABEL, &value[..6], place),
+        &value[6..],
+    )
+    .map_err(|_| Error::Authentication { what: what() })
 }

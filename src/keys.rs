@@ -416,7 +416,9 @@ pub fn seal_with_nonce_for_kat(
 /// The opening primitive, for known-answer tests: opens `nonce || ciphertext || tag`.
 #[doc(hidden)]
 pub fn open_for_kat(key: &SecretKey, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-    open_detached(&key.cipher(), aad, sealed).ok().map(|z| z.to_vec())
+    open_detached(&key.cipher(), aad, sealed)
+        .ok()
+        .map(|z| z.to_vec())
 }
 
 /// AES-GCM-SIV refused to seal (plaintext over 2^36 bytes).
@@ -536,18 +538,6 @@ impl<K: Hash + Eq + Clone> KeyCache<K> {
         self.inner.lock().put(id, key);
     }
 
-    pub(crate) fn remove_where(&self, mut pred: impl FnMut(&K) -> bool) {
-        let mut c = self.inner.lock();
-        let doomed: Vec<K> = c.iter().filter(|(k, _)| pred(k)).map(|(k, _)| k.clone()).collect();
-        for k in doomed {
-            c.pop(&k);
-        }
-    }
-
-    pub(crate) fn clear(&self) {
-        self.inner.lock().clear();
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.inner.lock().len()
     }
@@ -559,16 +549,15 @@ pub fn path_is_inside(inner: &Path, outer: &Path) -> bool {
     let canon = |p: &Path| -> PathBuf {
         // The key file may not exist yet: canonicalize its parent.
         match (p.parent(), p.file_name()) {
-            (Some(parent), Some(name)) if !p.exists() => std::fs::canonicalize(if parent
-                .as_os_str()
-                .is_empty()
-            {
-                Path::new(".")
-            } else {
-                parent
-            })
-            .map(|c| c.join(name))
-            .unwrap_or_else(|_| p.to_path_buf()),
+            (Some(parent), Some(name)) if !p.exists() => {
+                std::fs::canonicalize(if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                })
+                .map(|c| c.join(name))
+                .unwrap_or_else(|_| p.to_path_buf())
+            }
             _ => std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()),
         }
     };

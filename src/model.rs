@@ -169,6 +169,9 @@ pub struct NewMessage {
     pub kind: MessageKind,
     /// The message this one replies to, in the same conversation.
     pub reply_to: Option<MessageId>,
+    /// Further messages this one responds to, besides `reply_to` (for example an IRC line that
+    /// the disentanglement annotations link to several earlier lines). Usually empty.
+    pub also_reply_to: Vec<MessageId>,
     /// Attachment metadata.
     pub attachments: Vec<Attachment>,
 }
@@ -182,6 +185,7 @@ impl NewMessage {
             body: body.into(),
             kind: MessageKind::Text,
             reply_to: None,
+            also_reply_to: Vec::new(),
             attachments: Vec::new(),
         }
     }
@@ -202,6 +206,8 @@ pub struct Message {
     pub kind: MessageKind,
     /// Reply-to.
     pub reply_to: Option<MessageId>,
+    /// Further messages this one responds to (see [`NewMessage::also_reply_to`]).
+    pub also_reply_to: Vec<MessageId>,
     /// Attachment metadata; empty once deleted.
     pub attachments: Vec<Attachment>,
     /// Revision number: 0 for the original, +1 for each edit.
@@ -278,6 +284,7 @@ pub(crate) struct MessagePayload {
     pub kind: MessageKind,
     pub body: String,
     pub reply_to: Option<u64>,
+    pub also_reply_to: Vec<u64>,
     pub attachments: Vec<Attachment>,
     pub edited_at_ms: Option<i64>,
     pub deleted_at_ms: Option<i64>,

@@ -12,9 +12,7 @@ use rocksdb::{
 };
 
 use crate::codec::{self, be64, prefix_successor, Iid, KeyBuf};
-use crate::envelope::{
-    self, MetaKind, RecordHeader, RecordKind, WrapHeader, RECORD_HEADER_LEN,
-};
+use crate::envelope::{self, MetaKind, RecordHeader, RecordKind, WrapHeader, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::keycheck;
 use crate::keys::{self, labels, KeyCache, KeyProvider, ReadyKey, SecretKey};
@@ -79,11 +77,34 @@ impl Default for VaultOptions {
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum KeyId {
-    TenantKek { t: Iid, v: u32 },
-    Conv { t: Iid, c: Iid, v: u32 },
-    Epoch { t: Iid, c: Iid, e: u32, v: u32 },
-    User { t: Iid, u: Iid, v: u32 },
-    Dek { t: Iid, c: Iid, e: u32, ev: u32, a: Iid, av: u32 },
+    TenantKek {
+        t: Iid,
+        v: u32,
+    },
+    Conv {
+        t: Iid,
+        c: Iid,
+        v: u32,
+    },
+    Epoch {
+        t: Iid,
+        c: Iid,
+        e: u32,
+        v: u32,
+    },
+    User {
+        t: Iid,
+        u: Iid,
+        v: u32,
+    },
+    Dek {
+        t: Iid,
+        c: Iid,
+        e: u32,
+        ev: u32,
+        a: Iid,
+        av: u32,
+    },
 }
 
 struct TenantState {
@@ -108,6 +129,8 @@ struct Inner {
     /// Serializes creation of keys, tenants, users and conversations (rare), so that two threads
     /// never create two different keys for one place.
     create_lock: Mutex<()>,
+    /// Serializes edits and deletions (read-modify-write of one record).
+    edit_lock: Mutex<()>,
     next_iid: Mutex<u64>,
     write_opts: WriteOptions,
     sync_opts: WriteOptions,
@@ -228,6 +251,7 @@ impl Vault {
             tenants: RwLock::new(HashMap::new()),
             convs: RwLock::new(HashMap::new()),
             create_lock: Mutex::new(()),
+            edit_lock: Mutex::new(()),
             next_iid: Mutex::new(0),
             write_opts,
             sync_opts,
@@ -272,11 +296,14 @@ impl Vault {
                 what: "tenant".into(),
             });
         }
-        let t = i.alloc_iid()?;
-        let kek = SecretKey::generate()?;
         let mut batch = WriteBatch::default();
+        let t = i.alloc_iid(&mut batch)?;
+        let kek = SecretKey::generate()?;
         // Tenant KEK wrapped by the root key provider.
-        let place = KeyBuf::tag(codec::keys::TENANT_KEK).u64(t).u32(1).into_vec();
+        let place = KeyBuf::tag(codec::keys::TENANT_KEK)
+            .u64(t)
+            .u32(1)
+            .into_vec();
         let header = WrapHeader {
             kind: codec::keys::TENANT_KEK,
             version: 1,
@@ -359,9 +386,9 @@ impl Vault {
                 what: "user".into(),
             });
         }
-        let u = i.alloc_iid()?;
-        let kek = i.key(KeyId::TenantKek { t: ts.iid, v: 0 })?;
         let mut batch = WriteBatch::default();
+        let u = i.alloc_iid(&mut batch)?;
+        let kek = i.key(KeyId::TenantKek { t: ts.iid, v: 0 })?;
         let (place, ukey) = i.new_wrapped_key(
             &kek,
             KeyBuf::tag(codec::keys::USER).u64(ts.iid).u64(u),
@@ -399,10 +426,13 @@ impl Vault {
     pub fn user_id(&self, tenant: TenantId, external_id: &str) -> Result<UserId> {
         let i = &self.inner;
         let ts = i.tenant_state(tenant.0)?;
-        match i.get(cf::META, &i.dir_entry(&ts, codec::meta::DIR_USER, external_id))? {
-            Some(v) => Ok(UserId(
-                be64(&v).ok_or_else(|| Error::corrupt("user directory entry", "not 8 bytes"))?,
-            )),
+        match i.get(
+            cf::META,
+            &i.dir_entry(&ts, codec::meta::DIR_USER, external_id),
+        )? {
+            Some(v) => Ok(UserId(be64(&v).ok_or_else(|| {
+                Error::corrupt("user directory entry", "not 8 bytes")
+            })?)),
             None => Err(Error::NotFound {
                 what: "user".into(),
             }),
@@ -417,7 +447,9 @@ impl Vault {
             .u64(user.0)
             .into_vec();
         let what = || format!("user {user} of tenant {tenant}");
-        let v = i.get(cf::META, &place)?.ok_or_else(|| Error::NotFound { what: what() })?;
+        let v = i
+            .get(cf::META, &place)?
+            .ok_or_else(|| Error::NotFound { what: what() })?;
         let kv = envelope::meta_key_version(&v, MetaKind::User, what)?;
         let ukey = i.key(KeyId::User {
             t: tenant.0,
@@ -457,9 +489,9 @@ impl Vault {
                 what: "conversation".into(),
             });
         }
-        let c = i.alloc_iid()?;
-        let kek = i.key(KeyId::TenantKek { t: ts.iid, v: 0 })?;
         let mut batch = WriteBatch::default();
+        let c = i.alloc_iid(&mut batch)?;
+        let kek = i.key(KeyId::TenantKek { t: ts.iid, v: 0 })?;
         let (place, ckey) = i.new_wrapped_key(
             &kek,
             KeyBuf::tag(codec::keys::CONVERSATION).u64(ts.iid).u64(c),
@@ -506,7 +538,10 @@ impl Vault {
     pub fn conversation_id(&self, tenant: TenantId, external_id: &str) -> Result<ConversationId> {
         let i = &self.inner;
         let ts = i.tenant_state(tenant.0)?;
-        match i.get(cf::META, &i.dir_entry(&ts, codec::meta::DIR_CONV, external_id))? {
+        match i.get(
+            cf::META,
+            &i.dir_entry(&ts, codec::meta::DIR_CONV, external_id),
+        )? {
             Some(v) => Ok(ConversationId(be64(&v).ok_or_else(|| {
                 Error::corrupt("conversation directory entry", "not 8 bytes")
             })?)),
@@ -545,7 +580,15 @@ impl Vault {
         })?;
         i.user_key(tenant.0, user.0, 0)?;
         let mut batch = WriteBatch::default();
-        i.put_member(&mut batch, &ckey, tenant.0, conv.0, user.0, joined_at_ms, None)?;
+        i.put_member(
+            &mut batch,
+            &ckey,
+            tenant.0,
+            conv.0,
+            user.0,
+            joined_at_ms,
+            None,
+        )?;
         i.write(batch, "adding a member")
     }
 
@@ -706,6 +749,7 @@ impl Vault {
                 kind: m.kind,
                 body: m.body.clone(),
                 reply_to: m.reply_to,
+                also_reply_to: m.also_reply_to.clone(),
                 attachments: m.attachments.clone(),
                 edited_at_ms: None,
                 deleted_at_ms: None,
@@ -734,9 +778,11 @@ impl Vault {
     pub fn get(&self, tenant: TenantId, conv: ConversationId, id: MessageId) -> Result<Message> {
         let i = &self.inner;
         let place = codec::message_key(tenant.0, conv.0, id);
-        let v = i.get(cf::MESSAGES, &place)?.ok_or_else(|| Error::NotFound {
-            what: format!("message {id} of conversation {conv}"),
-        })?;
+        let v = i
+            .get(cf::MESSAGES, &place)?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("message {id} of conversation {conv}"),
+            })?;
         i.open_message(tenant.0, conv.0, id, &place, &v)
     }
 
@@ -759,7 +805,7 @@ impl Vault {
                 limit: i.opts.max_body_bytes,
             });
         }
-        let _g = i.create_lock.lock();
+        let _g = i.edit_lock.lock();
         let cur = self.get(tenant, conv, id)?;
         if cur.deleted_at_ms.is_some() {
             return Err(Error::InvalidInput(format!("message {id} is deleted")));
@@ -775,6 +821,7 @@ impl Vault {
             kind: cur.kind,
             body: cur.body.clone(),
             reply_to: cur.reply_to,
+            also_reply_to: cur.also_reply_to.clone(),
             attachments: cur.attachments.clone(),
             edited_at_ms: cur.edited_at_ms,
             deleted_at_ms: None,
@@ -847,7 +894,7 @@ impl Vault {
         deleted_at_ms: i64,
     ) -> Result<()> {
         let i = &self.inner;
-        let _g = i.create_lock.lock();
+        let _g = i.edit_lock.lock();
         let cur = self.get(tenant, conv, id)?;
         if cur.deleted_at_ms.is_some() {
             return Ok(());
@@ -864,6 +911,7 @@ impl Vault {
             kind: cur.kind,
             body: String::new(),
             reply_to: cur.reply_to,
+            also_reply_to: cur.also_reply_to.clone(),
             attachments: Vec::new(),
             edited_at_ms: None,
             deleted_at_ms: Some(deleted_at_ms),
@@ -961,18 +1009,20 @@ impl Vault {
         ro.set_iterate_upper_bound(upper);
         let mut it = i.db.raw_iterator_cf_opt(&i.cf(cf::TIME_INDEX)?, ro);
         it.seek(&lower);
-        Ok(RawIter::new(it, "reading the time index").filter_map(move |kv| {
-            let r = kv.and_then(|(k, _)| {
-                let (_, _, _, id) = codec::decode_time_key(&k)
-                    .ok_or_else(|| Error::corrupt("time index entry", "bad key length"))?;
-                self.get(tenant, conv, id).map(Some).or_else(|e| match e {
-                    // An index entry whose message is gone (deleted range) is skipped.
-                    Error::NotFound { .. } => Ok(None),
-                    e => Err(e),
-                })
-            });
-            r.transpose()
-        }))
+        Ok(
+            RawIter::new(it, "reading the time index").filter_map(move |kv| {
+                let r = kv.and_then(|(k, _)| {
+                    let (_, _, _, id) = codec::decode_time_key(&k)
+                        .ok_or_else(|| Error::corrupt("time index entry", "bad key length"))?;
+                    self.get(tenant, conv, id).map(Some).or_else(|e| match e {
+                        // An index entry whose message is gone (deleted range) is skipped.
+                        Error::NotFound { .. } => Ok(None),
+                        e => Err(e),
+                    })
+                });
+                r.transpose()
+            }),
+        )
     }
 
     /// Number of message ids handed out in a conversation so far (the next id minus one).
@@ -990,7 +1040,8 @@ impl Vault {
             i.db.flush_cf(&i.cf(name)?)
                 .map_err(Error::storage("flushing"))?;
         }
-        i.db.flush_wal(true).map_err(Error::storage("syncing the WAL"))
+        i.db.flush_wal(true)
+            .map_err(Error::storage("syncing the WAL"))
     }
 
     /// Flushes, then compacts every column family down to the bottommost level (RocksDB
@@ -1123,7 +1174,11 @@ impl Iterator for RawIter<'_> {
         self.started = true;
         if !self.it.valid() {
             self.done = true;
-            return self.it.status().err().map(|e| Err(Error::storage(self.op)(e)));
+            return self
+                .it
+                .status()
+                .err()
+                .map(|e| Err(Error::storage(self.op)(e)));
         }
         Some(Ok((self.it.key()?.to_vec(), self.it.value()?.to_vec())))
     }
@@ -1173,12 +1228,16 @@ impl Inner {
         Ok(it)
     }
 
-    fn alloc_iid(&self) -> Result<u64> {
+    /// Allocates an internal id; the counter update goes in `batch`. Callers hold `create_lock`.
+    fn alloc_iid(&self, batch: &mut WriteBatch) -> Result<u64> {
         let mut n = self.next_iid.lock();
         let id = *n;
-        let mut b = WriteBatch::default();
-        b.merge_cf(&self.cf(cf::META)?, [codec::meta::NEXT_IID], (id + 1).to_le_bytes());
-        self.write_sync(b, "allocating an id")?;
+        batch.merge_cf(
+            &self.cf(cf::META)?,
+            [codec::meta::NEXT_IID],
+            (id + 1).to_le_bytes(),
+        );
+        // If the batch is never written the id is skipped, never reused.
         *n = id + 1;
         Ok(id)
     }
@@ -1197,7 +1256,11 @@ impl Inner {
         KeyBuf::tag(codec::meta::DIR)
             .u64(ts.iid)
             .u8(sub)
-            .bytes(&keys::blind_index(&ts.dir_key, &[sub], external_id.as_bytes()))
+            .bytes(&keys::blind_index(
+                &ts.dir_key,
+                &[sub],
+                external_id.as_bytes(),
+            ))
             .into_vec()
     }
 
@@ -1383,7 +1446,12 @@ impl Inner {
         let epoch = u32::try_from(sent_at_ms.max(0) as u64 / ts.epoch_ms).map_err(|_| {
             Error::InvalidInput(format!("sent_at_ms {sent_at_ms} is too far in the future"))
         })?;
-        let ekey = match self.key(KeyId::Epoch { t, c, e: epoch, v: 0 }) {
+        let ekey = match self.key(KeyId::Epoch {
+            t,
+            c,
+            e: epoch,
+            v: 0,
+        }) {
             Ok(k) => k,
             Err(Error::NotFound { .. }) => self.create_epoch_key(t, c, epoch)?,
             Err(e) => return Err(e),
@@ -1429,9 +1497,17 @@ impl Inner {
         b.put_cf(&self.cf(cf::KEYS)?, &place.0, &place.1);
         // Durable before any record sealed under it can be acknowledged.
         self.write_sync(b, "creating an epoch key")?;
-        self.cache.insert(KeyId::Epoch { t, c, e, v: 0 }, ekey.clone());
         self.cache
-            .insert(KeyId::Epoch { t, c, e, v: ekey.version }, ekey.clone());
+            .insert(KeyId::Epoch { t, c, e, v: 0 }, ekey.clone());
+        self.cache.insert(
+            KeyId::Epoch {
+                t,
+                c,
+                e,
+                v: ekey.version,
+            },
+            ekey.clone(),
+        );
         Ok(ekey)
     }
 
@@ -1568,7 +1644,10 @@ impl Inner {
         let pt = envelope::open_record(&dek.cipher, v, place, what)?;
         let p: MessagePayload = from_postcard(&pt, what)?;
         if h.author != 0 && h.author != p.author {
-            return Err(Error::corrupt(what(), "author in header and payload differ"));
+            return Err(Error::corrupt(
+                what(),
+                "author in header and payload differ",
+            ));
         }
         Ok(Message {
             id,
@@ -1577,6 +1656,7 @@ impl Inner {
             body: p.body,
             kind: p.kind,
             reply_to: p.reply_to,
+            also_reply_to: p.also_reply_to,
             attachments: p.attachments,
             revision: h.revision,
             edited_at_ms: p.edited_at_ms,

@@ -52,15 +52,23 @@ fn rfc8452_appendix_c2_vectors_seal_and_open() {
     for (n, k) in KATS.iter().chain(extra_kats().iter()).enumerate() {
         let key = SecretKey::from_bytes(unhex(k.key).try_into().unwrap());
         let nonce: [u8; 12] = unhex(k.nonce).try_into().unwrap();
-        let sealed = seal_with_nonce_for_kat(&key, &nonce, &unhex(k.aad), &unhex(k.plaintext)).unwrap();
+        let sealed =
+            seal_with_nonce_for_kat(&key, &nonce, &unhex(k.aad), &unhex(k.plaintext)).unwrap();
         assert_eq!(&sealed[..12], &nonce, "vector {n}: nonce prefix");
-        assert_eq!(hex::encode(&sealed[12..]), k.result, "vector {n}: ciphertext || tag");
+        assert_eq!(
+            hex::encode(&sealed[12..]),
+            k.result,
+            "vector {n}: ciphertext || tag"
+        );
         let opened = open_for_kat(&key, &unhex(k.aad), &sealed).unwrap();
         assert_eq!(opened, unhex(k.plaintext), "vector {n}: open");
         let mut bad = sealed.clone();
         let last = bad.len() - 1;
         bad[last] ^= 0x80;
-        assert!(open_for_kat(&key, &unhex(k.aad), &bad).is_none(), "vector {n}: tampered tag");
+        assert!(
+            open_for_kat(&key, &unhex(k.aad), &bad).is_none(),
+            "vector {n}: tampered tag"
+        );
     }
 }
 

@@ -22,7 +22,10 @@ fn eight_threads_appending_to_one_conversation() {
                     // Spread over several epochs so that epoch keys are created concurrently too.
                     let at = 1_700_000_000_000 + (i as i64 % 5) * 86_400_000;
                     let body = format!("thread {n} message {i}");
-                    ids.push(v.append(f.t, f.c, NewMessage::text(f.alice, at, body)).unwrap());
+                    ids.push(
+                        v.append(f.t, f.c, NewMessage::text(f.alice, at, body))
+                            .unwrap(),
+                    );
                 }
                 ids
             })
@@ -31,7 +34,10 @@ fn eight_threads_appending_to_one_conversation() {
     let mut all = BTreeSet::new();
     for h in handles {
         let ids = h.join().unwrap();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase within a thread");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "ids increase within a thread"
+        );
         for id in ids {
             assert!(all.insert(id), "duplicate id {id}");
         }
@@ -51,5 +57,9 @@ fn eight_threads_appending_to_one_conversation() {
     drop(v);
     let v = Vault::open(dir.path().join("data"), p, VaultOptions::default()).unwrap();
     assert_eq!(v.last_message_id(f.t, f.c).unwrap(), n);
-    assert_eq!(v.append(f.t, f.c, NewMessage::text(f.bob, 0, "after reopen")).unwrap(), n + 1);
+    assert_eq!(
+        v.append(f.t, f.c, NewMessage::text(f.bob, 0, "after reopen"))
+            .unwrap(),
+        n + 1
+    );
 }

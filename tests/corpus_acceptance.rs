@@ -32,12 +32,18 @@ fn ubuntu_dev_and_new_domains_import_and_read_back_exactly() {
     let mut secs = 0.0;
     for part in ["ubuntu/dev", "new-domains"] {
         let (f, m, s) = common::import_and_verify(&v, &corpus.join(part));
-        println!("{part}: {f} files, {m} messages imported in {s:.2} s ({:.0} messages/s)", m as f64 / s);
+        println!(
+            "{part}: {f} files, {m} messages imported in {s:.2} s ({:.0} messages/s)",
+            m as f64 / s
+        );
         files += f;
         msgs += m;
         secs += s;
     }
-    println!("total: {files} files, {msgs} messages in {secs:.2} s ({:.0} messages/s)", msgs as f64 / secs);
+    println!(
+        "total: {files} files, {msgs} messages in {secs:.2} s ({:.0} messages/s)",
+        msgs as f64 / secs
+    );
     assert_eq!(files, 22);
     assert!(msgs > 25_000, "{msgs} messages");
 }

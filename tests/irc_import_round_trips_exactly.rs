@@ -13,7 +13,11 @@ fn bundled_sample_imports_and_reads_back_byte_for_byte() {
     assert_eq!(files, 2);
     assert!(msgs > 2000, "only {msgs} messages");
     let tenants: Vec<_> = v.tenants().unwrap().into_iter().map(|t| t.name).collect();
-    assert_eq!(tenants, vec!["ubuntu".to_string(), "rust".to_string()]);
+    assert_eq!(
+        tenants,
+        vec!["rust".to_string(), "ubuntu".to_string()],
+        "one tenant per channel, in import order"
+    );
 }
 
 #[test]
@@ -22,7 +26,9 @@ fn importing_the_same_files_twice_writes_nothing_new() {
     let files = import::irc_log_files(&common::sample_dir()).unwrap();
     let mut first = 0;
     for f in &files {
-        first += import::import_irc_file(&v, f, |_| true).unwrap().messages_written;
+        first += import::import_irc_file(&v, f, |_| true)
+            .unwrap()
+            .messages_written;
     }
     for f in &files {
         let r = import::import_irc_file(&v, f, |_| true).unwrap();
@@ -36,7 +42,10 @@ fn importing_the_same_files_twice_writes_nothing_new() {
     let n = v.messages(t, c, None, Direction::Forward).unwrap().count() as u64;
     let rust = v.tenant("rust").unwrap();
     let rc = v.conversation_id(rust, "rust.0").unwrap();
-    let m = v.messages(rust, rc, None, Direction::Forward).unwrap().count() as u64;
+    let m = v
+        .messages(rust, rc, None, Direction::Forward)
+        .unwrap()
+        .count() as u64;
     assert_eq!(n + m, first);
 }
 

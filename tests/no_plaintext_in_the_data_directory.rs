@@ -57,7 +57,10 @@ fn imported_sample_leaves_no_plaintext_in_any_file() {
     let data = d.path().join("data");
     // While open: the data is in the WAL and memtables.
     let (files, bytes) = scan(&data, &ac, &needles);
-    assert!(files >= 5 && bytes > 100_000, "{files} files, {bytes} bytes: was anything written?");
+    assert!(
+        files >= 5 && bytes > 100_000,
+        "{files} files, {bytes} bytes: was anything written?"
+    );
     // After flush and compaction: the data is in SST files.
     v.compact().unwrap();
     drop(v);

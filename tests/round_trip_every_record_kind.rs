@@ -3,8 +3,8 @@
 mod common;
 
 use chatvault::{
-    Attachment, ConversationKind, Direction, ErasurePolicy, MessageKind, NewMessage,
-    TenantOptions, Vault, VaultOptions,
+    Attachment, ConversationKind, Direction, ErasurePolicy, MessageKind, NewMessage, TenantOptions,
+    Vault, VaultOptions,
 };
 
 #[test]
@@ -14,7 +14,10 @@ fn tenants_users_conversations_and_members_round_trip() {
     let t2 = v
         .create_tenant(
             "globex",
-            TenantOptions { erasure_policy: ErasurePolicy::AuthorErased, epoch_ms: 3_600_000 },
+            TenantOptions {
+                erasure_policy: ErasurePolicy::AuthorErased,
+                epoch_ms: 3_600_000,
+            },
         )
         .unwrap();
 
@@ -44,10 +47,16 @@ fn tenants_users_conversations_and_members_round_trip() {
 
         let members = v.members(f.t, f.c).unwrap();
         assert_eq!(members.len(), 2);
-        assert!(members.iter().any(|m| m.user == f.alice && m.left_at_ms.is_none()));
+        assert!(members
+            .iter()
+            .any(|m| m.user == f.alice && m.left_at_ms.is_none()));
         let bob = members.iter().find(|m| m.user == f.bob).unwrap();
         assert_eq!(bob.left_at_ms, Some(5_000));
-        let of_alice: Vec<_> = v.user_conversations(f.t, f.alice).unwrap().map(Result::unwrap).collect();
+        let of_alice: Vec<_> = v
+            .user_conversations(f.t, f.alice)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(of_alice, vec![f.c]);
     };
     v.remove_member(f.t, f.c, f.bob, 5_000).unwrap();
@@ -61,10 +70,22 @@ fn tenants_users_conversations_and_members_round_trip() {
 fn lookups_of_unknown_names_are_not_found() {
     let (_d, v, _p) = common::new_vault();
     let f = common::fixture(&v, "acme", TenantOptions::default());
-    assert!(matches!(v.tenant("nope"), Err(chatvault::Error::NotFound { .. })));
-    assert!(matches!(v.user_id(f.t, "nope"), Err(chatvault::Error::NotFound { .. })));
-    assert!(matches!(v.conversation_id(f.t, "nope"), Err(chatvault::Error::NotFound { .. })));
-    assert!(matches!(v.get(f.t, f.c, 1), Err(chatvault::Error::NotFound { .. })));
+    assert!(matches!(
+        v.tenant("nope"),
+        Err(chatvault::Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        v.user_id(f.t, "nope"),
+        Err(chatvault::Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        v.conversation_id(f.t, "nope"),
+        Err(chatvault::Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        v.get(f.t, f.c, 1),
+        Err(chatvault::Error::NotFound { .. })
+    ));
     assert!(matches!(
         v.create_tenant("acme", TenantOptions::default()),
         Err(chatvault::Error::AlreadyExists { .. })
@@ -73,9 +94,19 @@ fn lookups_of_unknown_names_are_not_found() {
 
 #[test]
 fn messages_of_every_shape_round_trip_under_both_erasure_policies() {
-    for policy in [ErasurePolicy::MessagesUnreadable, ErasurePolicy::AuthorErased] {
+    for policy in [
+        ErasurePolicy::MessagesUnreadable,
+        ErasurePolicy::AuthorErased,
+    ] {
         let (dir, v, p) = common::new_vault();
-        let f = common::fixture(&v, "acme", TenantOptions { erasure_policy: policy, ..Default::default() });
+        let f = common::fixture(
+            &v,
+            "acme",
+            TenantOptions {
+                erasure_policy: policy,
+                ..Default::default()
+            },
+        );
         let day = 86_400_000i64;
         let inputs = vec![
             NewMessage::text(f.alice, 1_700_000_000_000, "hello"),
@@ -85,9 +116,17 @@ fn messages_of_every_shape_round_trip_under_both_erasure_policies() {
                 body: "héllo 👋🏽 مرحبا e\u{301}".into(),
                 kind: MessageKind::Text,
                 reply_to: Some(1),
-                attachments: vec![Attachment { name: "cat.png".into(), media_type: "image/png".into(), size_bytes: 12345 }],
+                also_reply_to: vec![],
+                attachments: vec![Attachment {
+                    name: "cat.png".into(),
+                    media_type: "image/png".into(),
+                    size_bytes: 12345,
+                }],
             },
-            NewMessage { kind: MessageKind::Action, ..NewMessage::text(f.alice, 1_700_000_000_000 + day, "waves") },
+            NewMessage {
+                kind: MessageKind::Action,
+                ..NewMessage::text(f.alice, 1_700_000_000_000 + day, "waves")
+            },
             NewMessage::text(f.bob, 1_700_000_000_000 + 2 * day, ""),
         ];
         let mut ids = Vec::new();
@@ -108,12 +147,23 @@ fn messages_of_every_shape_round_trip_under_both_erasure_policies() {
                 assert_eq!(got.attachments, m.attachments);
                 assert_eq!(got.revision, 0);
             }
-            let fwd: Vec<_> = v.messages(f.t, f.c, None, Direction::Forward).unwrap().map(|m| m.unwrap().id).collect();
+            let fwd: Vec<_> = v
+                .messages(f.t, f.c, None, Direction::Forward)
+                .unwrap()
+                .map(|m| m.unwrap().id)
+                .collect();
             assert_eq!(fwd, vec![1, 2, 3, 4]);
-            let back: Vec<_> = v.messages(f.t, f.c, Some(3), Direction::Backward).unwrap().map(|m| m.unwrap().id).collect();
+            let back: Vec<_> = v
+                .messages(f.t, f.c, Some(3), Direction::Backward)
+                .unwrap()
+                .map(|m| m.unwrap().id)
+                .collect();
             assert_eq!(back, vec![3, 2, 1]);
             let page = v.page(f.t, f.c, None, Direction::Forward, 3).unwrap();
-            assert_eq!(page.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+            assert_eq!(
+                page.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+                vec![1, 2, 3]
+            );
             assert_eq!(page.next, Some(4));
             let page = v.page(f.t, f.c, Some(4), Direction::Forward, 3).unwrap();
             assert_eq!(page.messages.len(), 1);
@@ -136,15 +186,25 @@ fn messages_of_every_shape_round_trip_under_both_erasure_policies() {
 fn edits_keep_revisions_and_deletion_removes_body_and_revisions() {
     let (_d, v, _p) = common::new_vault();
     let f = common::fixture(&v, "acme", TenantOptions::default());
-    let id = v.append(f.t, f.c, NewMessage::text(f.alice, 1_000_000, "first")).unwrap();
+    let id = v
+        .append(f.t, f.c, NewMessage::text(f.alice, 1_000_000, "first"))
+        .unwrap();
     assert_eq!(v.edit(f.t, f.c, id, "second", 2_000_000).unwrap(), 1);
     assert_eq!(v.edit(f.t, f.c, id, "third", 3_000_000).unwrap(), 2);
     let m = v.get(f.t, f.c, id).unwrap();
-    assert_eq!((m.body.as_str(), m.revision, m.edited_at_ms), ("third", 2, Some(3_000_000)));
-    assert_eq!(m.sent_at_ms, 1_000_000, "an edit keeps the message's time and epoch");
+    assert_eq!(
+        (m.body.as_str(), m.revision, m.edited_at_ms),
+        ("third", 2, Some(3_000_000))
+    );
+    assert_eq!(
+        m.sent_at_ms, 1_000_000,
+        "an edit keeps the message's time and epoch"
+    );
     let revs = v.revisions(f.t, f.c, id).unwrap();
     assert_eq!(
-        revs.iter().map(|r| (r.revision, r.body.as_str(), r.written_at_ms)).collect::<Vec<_>>(),
+        revs.iter()
+            .map(|r| (r.revision, r.body.as_str(), r.written_at_ms))
+            .collect::<Vec<_>>(),
         vec![(0, "first", 1_000_000), (1, "second", 2_000_000)]
     );
 
@@ -155,7 +215,11 @@ fn edits_keep_revisions_and_deletion_removes_body_and_revisions() {
     assert!(v.revisions(f.t, f.c, id).unwrap().is_empty());
     assert!(v.edit(f.t, f.c, id, "again", 5_000_000).is_err());
     // The next id is not reused after deleting the newest message.
-    assert_eq!(v.append(f.t, f.c, NewMessage::text(f.alice, 5_000_000, "next")).unwrap(), id + 1);
+    assert_eq!(
+        v.append(f.t, f.c, NewMessage::text(f.alice, 5_000_000, "next"))
+            .unwrap(),
+        id + 1
+    );
 }
 
 #[test]
@@ -169,7 +233,13 @@ fn oversized_bodies_and_times_before_1970_are_refused() {
         }
         other => panic!("expected MessageTooLarge, got {other:?}"),
     }
-    assert!(v.append(f.t, f.c, NewMessage::text(f.alice, 0, "x".repeat(64 * 1024))).is_ok());
+    assert!(v
+        .append(
+            f.t,
+            f.c,
+            NewMessage::text(f.alice, 0, "x".repeat(64 * 1024))
+        )
+        .is_ok());
     assert!(matches!(
         v.append(f.t, f.c, NewMessage::text(f.alice, -1, "x")),
         Err(chatvault::Error::InvalidInput(_))
@@ -177,5 +247,7 @@ fn oversized_bodies_and_times_before_1970_are_refused() {
     // Unknown author.
     let other = v.create_tenant("other", TenantOptions::default()).unwrap();
     let stranger = v.create_user(other, "s", Default::default()).unwrap();
-    assert!(v.append(f.t, f.c, NewMessage::text(stranger, 0, "x")).is_err());
+    assert!(v
+        .append(f.t, f.c, NewMessage::text(stranger, 0, "x"))
+        .is_err());
 }

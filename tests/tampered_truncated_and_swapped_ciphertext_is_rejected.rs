@@ -18,12 +18,33 @@ fn setup() -> Setup {
     let f = common::fixture(&v, "acme", TenantOptions::default());
     let f2 = common::fixture(&v, "globex", TenantOptions::default());
     let c2 = v
-        .create_conversation(f.t, "random", chatvault::ConversationKind::Group, None, &[(f.alice, 0)])
+        .create_conversation(
+            f.t,
+            "random",
+            chatvault::ConversationKind::Group,
+            None,
+            &[(f.alice, 0)],
+        )
         .unwrap();
     for n in 0..3 {
-        v.append(f.t, f.c, NewMessage::text(f.alice, 1_000 + n, format!("acme general {n}"))).unwrap();
-        v.append(f.t, c2, NewMessage::text(f.alice, 1_000 + n, format!("acme random {n}"))).unwrap();
-        v.append(f2.t, f2.c, NewMessage::text(f2.alice, 1_000 + n, format!("globex {n}"))).unwrap();
+        v.append(
+            f.t,
+            f.c,
+            NewMessage::text(f.alice, 1_000 + n, format!("acme general {n}")),
+        )
+        .unwrap();
+        v.append(
+            f.t,
+            c2,
+            NewMessage::text(f.alice, 1_000 + n, format!("acme random {n}")),
+        )
+        .unwrap();
+        v.append(
+            f2.t,
+            f2.c,
+            NewMessage::text(f2.alice, 1_000 + n, format!("globex {n}")),
+        )
+        .unwrap();
     }
     v.edit(f.t, f.c, 1, "edited", 2_000).unwrap();
     Setup { dir, p, f, f2, c2 }
@@ -53,7 +74,10 @@ fn a_flipped_bit_in_the_ciphertext_fails_authentication() {
         val[last] ^= 1;
         db.put_cf(h, &k, val).unwrap();
     });
-    assert!(matches!(v.get(s.f.t, s.f.c, 2), Err(Error::Authentication { .. })));
+    assert!(matches!(
+        v.get(s.f.t, s.f.c, 2),
+        Err(Error::Authentication { .. })
+    ));
     // Its neighbours are untouched.
     assert_eq!(v.get(s.f.t, s.f.c, 3).unwrap().body, "acme general 2");
 }
@@ -68,22 +92,26 @@ fn a_flipped_header_byte_is_refused() {
         val[3] ^= 0x40; // revision number
         db.put_cf(h, &k, val).unwrap();
     });
-    assert!(matches!(v.get(s.f.t, s.f.c, 2), Err(Error::Authentication { .. })));
+    assert!(matches!(
+        v.get(s.f.t, s.f.c, 2),
+        Err(Error::Authentication { .. })
+    ));
 }
 
 #[test]
 fn truncated_records_are_corrupt_or_fail_authentication() {
     let s = setup();
     let k = msg_key(s.f.t, s.f.c, 2);
-    let mut full = Vec::new();
-    {
+    let full = {
         let db = common::open_raw(&s.dir.path().join("data"));
-        full = db.get_cf(db.cf_handle(cf::MESSAGES).unwrap(), &k).unwrap().unwrap();
-        let _ = &mut full;
-    }
+        db.get_cf(db.cf_handle(cf::MESSAGES).unwrap(), &k)
+            .unwrap()
+            .unwrap()
+    };
     for cut in [0, 1, 10, 26, 30, 53, full.len() - 1] {
         let v = with_raw(&s, |db| {
-            db.put_cf(db.cf_handle(cf::MESSAGES).unwrap(), &k, &full[..cut]).unwrap();
+            db.put_cf(db.cf_handle(cf::MESSAGES).unwrap(), &k, &full[..cut])
+                .unwrap();
         });
         match v.get(s.f.t, s.f.c, 2) {
             Err(Error::Corrupt { .. }) | Err(Error::Authentication { .. }) => {}
@@ -105,7 +133,11 @@ fn an_unknown_format_version_is_refused_not_misread() {
     });
     assert!(matches!(
         v.get(s.f.t, s.f.c, 2),
-        Err(Error::UnsupportedFormat { found: 2, supported: 1, .. })
+        Err(Error::UnsupportedFormat {
+            found: 2,
+            supported: 1,
+            ..
+        })
     ));
 }
 
@@ -114,9 +146,9 @@ fn a_record_moved_to_another_id_conversation_or_tenant_fails_to_open() {
     let s = setup();
     let src = msg_key(s.f.t, s.f.c, 2);
     let targets = [
-        (s.f.t, s.f.c, 3u64),  // another message id, same conversation
-        (s.f.t, s.c2, 2),      // same id, another conversation of the tenant
-        (s.f2.t, s.f2.c, 2),   // same id, another tenant
+        (s.f.t, s.f.c, 3u64), // another message id, same conversation
+        (s.f.t, s.c2, 2),     // same id, another conversation of the tenant
+        (s.f2.t, s.f2.c, 2),  // same id, another tenant
     ];
     for (t, c, id) in targets {
         let dst = msg_key(t, c, id);
@@ -139,8 +171,12 @@ fn a_revision_moved_into_the_current_slot_fails_to_open() {
     let rev = codec::revision_key(s.f.t.as_u64(), s.f.c.as_u64(), 1, 0);
     let cur = msg_key(s.f.t, s.f.c, 1);
     let v = with_raw(&s, |db| {
-        let val = db.get_cf(db.cf_handle(cf::REVISIONS).unwrap(), &rev).unwrap().unwrap();
-        db.put_cf(db.cf_handle(cf::MESSAGES).unwrap(), &cur, val).unwrap();
+        let val = db
+            .get_cf(db.cf_handle(cf::REVISIONS).unwrap(), &rev)
+            .unwrap()
+            .unwrap();
+        db.put_cf(db.cf_handle(cf::MESSAGES).unwrap(), &cur, val)
+            .unwrap();
     });
     assert!(v.get(s.f.t, s.f.c, 1).is_err());
 }
@@ -149,8 +185,16 @@ fn a_revision_moved_into_the_current_slot_fails_to_open() {
 fn a_wrapped_key_moved_or_altered_fails_to_unwrap() {
     let s = setup();
     // Swap the two tenants' conversation keys.
-    let k1 = codec::KeyBuf::tag(0x02).u64(s.f.t.as_u64()).u64(s.f.c.as_u64()).u32(1).into_vec();
-    let k2 = codec::KeyBuf::tag(0x02).u64(s.f2.t.as_u64()).u64(s.f2.c.as_u64()).u32(1).into_vec();
+    let k1 = codec::KeyBuf::tag(0x02)
+        .u64(s.f.t.as_u64())
+        .u64(s.f.c.as_u64())
+        .u32(1)
+        .into_vec();
+    let k2 = codec::KeyBuf::tag(0x02)
+        .u64(s.f2.t.as_u64())
+        .u64(s.f2.c.as_u64())
+        .u32(1)
+        .into_vec();
     let v = with_raw(&s, |db| {
         let h = db.cf_handle(cf::KEYS).unwrap();
         let a = db.get_cf(h, &k1).unwrap().unwrap();
@@ -158,8 +202,14 @@ fn a_wrapped_key_moved_or_altered_fails_to_unwrap() {
         db.put_cf(h, &k1, b).unwrap();
         db.put_cf(h, &k2, a).unwrap();
     });
-    assert!(matches!(v.get(s.f.t, s.f.c, 2), Err(Error::Authentication { .. })));
-    assert!(matches!(v.get(s.f2.t, s.f2.c, 2), Err(Error::Authentication { .. })));
+    assert!(matches!(
+        v.get(s.f.t, s.f.c, 2),
+        Err(Error::Authentication { .. })
+    ));
+    assert!(matches!(
+        v.get(s.f2.t, s.f2.c, 2),
+        Err(Error::Authentication { .. })
+    ));
     // Another conversation of the same tenant is unaffected.
     assert_eq!(v.get(s.f.t, s.c2, 1).unwrap().body, "acme random 0");
 }
@@ -167,8 +217,14 @@ fn a_wrapped_key_moved_or_altered_fails_to_unwrap() {
 #[test]
 fn a_tenant_kek_moved_to_another_tenant_fails_to_unwrap() {
     let s = setup();
-    let k1 = codec::KeyBuf::tag(0x01).u64(s.f.t.as_u64()).u32(1).into_vec();
-    let k2 = codec::KeyBuf::tag(0x01).u64(s.f2.t.as_u64()).u32(1).into_vec();
+    let k1 = codec::KeyBuf::tag(0x01)
+        .u64(s.f.t.as_u64())
+        .u32(1)
+        .into_vec();
+    let k2 = codec::KeyBuf::tag(0x01)
+        .u64(s.f2.t.as_u64())
+        .u32(1)
+        .into_vec();
     let v = with_raw(&s, |db| {
         let h = db.cf_handle(cf::KEYS).unwrap();
         let a = db.get_cf(h, &k1).unwrap().unwrap();
@@ -185,20 +241,24 @@ fn a_tenant_kek_moved_to_another_tenant_fails_to_unwrap() {
 fn rolling_back_a_record_to_an_older_copy_of_itself_is_not_detected() {
     let (dir, v, p) = common::new_vault();
     let f = common::fixture(&v, "acme", TenantOptions::default());
-    v.append(f.t, f.c, NewMessage::text(f.alice, 1_000, "original")).unwrap();
+    v.append(f.t, f.c, NewMessage::text(f.alice, 1_000, "original"))
+        .unwrap();
     drop(v);
     let data = dir.path().join("data");
     let k = msg_key(f.t, f.c, 1);
     let old = {
         let db = common::open_raw(&data);
-        db.get_cf(db.cf_handle(cf::MESSAGES).unwrap(), &k).unwrap().unwrap()
+        db.get_cf(db.cf_handle(cf::MESSAGES).unwrap(), &k)
+            .unwrap()
+            .unwrap()
     };
     let v = Vault::open(&data, p.clone(), VaultOptions::default()).unwrap();
     v.edit(f.t, f.c, 1, "edited", 2_000).unwrap();
     drop(v);
     {
         let db = common::open_raw(&data);
-        db.put_cf(db.cf_handle(cf::MESSAGES).unwrap(), &k, &old).unwrap();
+        db.put_cf(db.cf_handle(cf::MESSAGES).unwrap(), &k, &old)
+            .unwrap();
     }
     let v = Vault::open(&data, p, VaultOptions::default()).unwrap();
     let m = v.get(f.t, f.c, 1).unwrap();

@@ -23,7 +23,12 @@ fn snapshot(dir: &std::path::Path) -> BTreeMap<std::path::PathBuf, (u64, SystemT
 fn wrong_root_key_gives_typed_error_and_changes_nothing() {
     let (dir, v, p) = common::new_vault();
     let f = common::fixture(&v, "acme", TenantOptions::default());
-    v.append(f.t, f.c, NewMessage::text(f.alice, 1_000, "secret message body")).unwrap();
+    v.append(
+        f.t,
+        f.c,
+        NewMessage::text(f.alice, 1_000, "secret message body"),
+    )
+    .unwrap();
     drop(v);
     let data = dir.path().join("data");
     let before = snapshot(&data);
@@ -34,7 +39,11 @@ fn wrong_root_key_gives_typed_error_and_changes_nothing() {
             other => panic!("expected WrongRootKey, got {other:?}"),
         }
     }
-    assert_eq!(snapshot(&data), before, "a failed open must not touch the data directory");
+    assert_eq!(
+        snapshot(&data),
+        before,
+        "a failed open must not touch the data directory"
+    );
 
     // The right key still opens it, and the data is there.
     let v = Vault::open(&data, p, VaultOptions::default()).unwrap();
@@ -67,9 +76,15 @@ fn key_file_is_created_with_mode_0600_and_group_readable_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let kf = dir.path().join("root.key");
     StaticKeyProvider::create_key_file(&kf).unwrap();
-    assert_eq!(std::fs::metadata(&kf).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&kf).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(StaticKeyProvider::from_file(&kf).is_ok());
-    assert!(StaticKeyProvider::create_key_file(&kf).is_err(), "never overwrites a key file");
+    assert!(
+        StaticKeyProvider::create_key_file(&kf).is_err(),
+        "never overwrites a key file"
+    );
     std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(StaticKeyProvider::from_file(&kf).is_err());
 }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::{
-    ConversationKind, Error, MessageKind, NewMessage, TenantId, TenantOptions, UserId,
-    UserProfile, Vault,
+    ConversationKind, Error, MessageKind, NewMessage, TenantId, TenantOptions, UserId, UserProfile,
+    Vault,
 };
 
 /// What an import can fail with.
@@ -209,6 +209,11 @@ pub fn import_irc_file(
                     irc::IrcKind::Action => MessageKind::Action,
                 },
                 reply_to: m.reply_to_line.and_then(|l| line_to_id.get(&l).copied()),
+                also_reply_to: m
+                    .other_reply_to_lines
+                    .iter()
+                    .filter_map(|l| line_to_id.get(l).copied())
+                    .collect(),
                 attachments: Vec::new(),
             })
             .collect();

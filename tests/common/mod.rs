@@ -36,13 +36,31 @@ pub struct Fixture {
 pub fn fixture(v: &Vault, tenant: &str, opts: TenantOptions) -> Fixture {
     let t = v.create_tenant(tenant, opts).expect("tenant");
     let alice = v
-        .create_user(t, "alice@example.org", UserProfile { display_name: "Alice Example".into() })
+        .create_user(
+            t,
+            "alice@example.org",
+            UserProfile {
+                display_name: "Alice Example".into(),
+            },
+        )
         .expect("alice");
     let bob = v
-        .create_user(t, "bob@example.org", UserProfile { display_name: "Bob Example".into() })
+        .create_user(
+            t,
+            "bob@example.org",
+            UserProfile {
+                display_name: "Bob Example".into(),
+            },
+        )
         .expect("bob");
     let c = v
-        .create_conversation(t, "general", ConversationKind::Group, Some("General"), &[(alice, 0), (bob, 0)])
+        .create_conversation(
+            t,
+            "general",
+            ConversationKind::Group,
+            Some("General"),
+            &[(alice, 0), (bob, 0)],
+        )
         .expect("conversation");
     Fixture { t, c, alice, bob }
 }
@@ -57,7 +75,10 @@ pub fn open_raw(path: &Path) -> rocksdb::DB {
         .map(|n| {
             let mut co = rocksdb::Options::default();
             if *n == chatvault::cf::META {
-                co.set_merge_operator_associative("chatvault.max_u64.v1", chatvault::codec::merge_max_u64);
+                co.set_merge_operator_associative(
+                    "chatvault.max_u64.v1",
+                    chatvault::codec::merge_max_u64,
+                );
             }
             rocksdb::ColumnFamilyDescriptor::new(*n, co)
         })
@@ -111,7 +132,9 @@ pub fn import_and_verify(v: &Vault, dir: &Path) -> (usize, u64, f64) {
             .map(|a| std::fs::read_to_string(a).unwrap());
         let log = irc::parse_log(name, &text, ann.as_deref()).expect("parse");
         let t = v.tenant(&log.channel).expect("tenant");
-        let c = v.conversation_id(t, &log.conversation).expect("conversation");
+        let c = v
+            .conversation_id(t, &log.conversation)
+            .expect("conversation");
         let line_to_id: std::collections::HashMap<u32, u64> = log
             .messages
             .iter()
@@ -119,15 +142,26 @@ pub fn import_and_verify(v: &Vault, dir: &Path) -> (usize, u64, f64) {
             .map(|(n, m)| (m.line_no, n as u64 + 1))
             .collect();
         let mut nicks = std::collections::HashMap::new();
-        let mut stored = v.messages(t, c, None, chatvault::Direction::Forward).unwrap();
+        let mut stored = v
+            .messages(t, c, None, chatvault::Direction::Forward)
+            .unwrap();
         for (n, want) in log.messages.iter().enumerate() {
             let got = stored
                 .next()
                 .unwrap_or_else(|| panic!("{name}: message {} missing", n + 1))
                 .unwrap();
             assert_eq!(got.id, n as u64 + 1, "{name}: id");
-            assert_eq!(got.body.as_bytes(), want.body.as_bytes(), "{name}: body of line {}", want.line_no);
-            assert_eq!(got.sent_at_ms, want.sent_at_ms, "{name}: time of line {}", want.line_no);
+            assert_eq!(
+                got.body.as_bytes(),
+                want.body.as_bytes(),
+                "{name}: body of line {}",
+                want.line_no
+            );
+            assert_eq!(
+                got.sent_at_ms, want.sent_at_ms,
+                "{name}: time of line {}",
+                want.line_no
+            );
             let kind = match want.kind {
                 irc::IrcKind::Message => chatvault::MessageKind::Text,
                 irc::IrcKind::Action => chatvault::MessageKind::Action,
@@ -137,6 +171,15 @@ pub fn import_and_verify(v: &Vault, dir: &Path) -> (usize, u64, f64) {
                 got.reply_to,
                 want.reply_to_line.map(|l| line_to_id[&l]),
                 "{name}: reply-to of line {}",
+                want.line_no
+            );
+            assert_eq!(
+                got.also_reply_to,
+                want.other_reply_to_lines
+                    .iter()
+                    .map(|l| line_to_id[l])
+                    .collect::<Vec<_>>(),
+                "{name}: other parents of line {}",
                 want.line_no
             );
             let nick = nicks

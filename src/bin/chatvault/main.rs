@@ -248,8 +248,7 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files  {msg}")
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} files  {msg}")
     {
         bar.set_style(style);
     }
@@ -257,7 +256,11 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
     bar
 }
 
-fn resolve(v: &Vault, tenant: &str, conversation: &str) -> anyhow::Result<(TenantId, ConversationId)> {
+fn resolve(
+    v: &Vault,
+    tenant: &str,
+    conversation: &str,
+) -> anyhow::Result<(TenantId, ConversationId)> {
     let t = v
         .tenant(tenant)
         .with_context(|| format!("tenant {tenant:?} (see `chatvault ls`)"))?;
@@ -304,7 +307,10 @@ fn read(
         Direction::Forward
     };
     let mut names = std::collections::HashMap::new();
-    for m in v.messages(t, c, from, dir)?.take(limit.unwrap_or(usize::MAX)) {
+    for m in v
+        .messages(t, c, from, dir)?
+        .take(limit.unwrap_or(usize::MAX))
+    {
         let m = m?;
         let nick = match names.get(&m.author) {
             Some(n) => n,
@@ -320,7 +326,10 @@ fn read(
         let when = humantime::format_rfc3339_seconds(
             UNIX_EPOCH + Duration::from_millis(m.sent_at_ms.max(0) as u64),
         );
-        let reply = m.reply_to.map(|r| format!(" (re #{r})")).unwrap_or_default();
+        let reply = m
+            .reply_to
+            .map(|r| format!(" (re #{r})"))
+            .unwrap_or_default();
         if m.deleted_at_ms.is_some() {
             writeln!(out, "#{} {when} [deleted]", m.id)?;
             continue;
@@ -351,9 +360,16 @@ fn stats(v: &Vault, out: &mut impl Write) -> anyhow::Result<()> {
             t.name
         )?;
     }
-    writeln!(out, "total: {} tenants, {total_msgs} messages", tenants.len())?;
+    writeln!(
+        out,
+        "total: {} tenants, {total_msgs} messages",
+        tenants.len()
+    )?;
     let s = v.stats()?;
-    writeln!(out, "column family      keys(est)   SST bytes   memtable bytes")?;
+    writeln!(
+        out,
+        "column family      keys(est)   SST bytes   memtable bytes"
+    )?;
     for c in &s.column_families {
         writeln!(
             out,
