@@ -275,7 +275,12 @@ fn ls(v: &Vault, tenant: Option<&str>, out: &mut impl Write) -> anyhow::Result<(
         None => {
             for t in v.tenants()? {
                 let n = v.conversations(t.id)?.count();
-                writeln!(out, "{}\t{n} conversations", t.name)?;
+                writeln!(
+                    out,
+                    "{}\t{n} conversation{}",
+                    t.name,
+                    if n == 1 { "" } else { "s" }
+                )?;
             }
         }
         Some(name) => {
