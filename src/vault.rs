@@ -114,6 +114,13 @@ struct TenantState {
     epoch_ms: u64,
 }
 
+/// A freshly generated key: where it goes, its wrapped bytes, and the key itself.
+struct NewKey {
+    place: Vec<u8>,
+    wrapped: Vec<u8>,
+    ready: Arc<ReadyKey>,
+}
+
 struct ConvState {
     next_id: AtomicU64,
 }
@@ -389,12 +396,13 @@ impl Vault {
         let mut batch = WriteBatch::default();
         let u = i.alloc_iid(&mut batch)?;
         let kek = i.key(KeyId::TenantKek { t: ts.iid, v: 0 })?;
-        let (place, ukey) = i.new_wrapped_key(
+        let nk = i.new_wrapped_key(
             &kek,
             KeyBuf::tag(codec::keys::USER).u64(ts.iid).u64(u),
             codec::keys::USER,
         )?;
-        batch.put_cf(&i.cf(cf::KEYS)?, &place.0, &place.1);
+        batch.put_cf(&i.cf(cf::KEYS)?, &nk.place, &nk.wrapped);
+        let ukey = nk.ready;
         let rec = UserRecord {
             external_id: external_id.to_string(),
             profile,
@@ -492,12 +500,13 @@ impl Vault {
         let mut batch = WriteBatch::default();
         let c = i.alloc_iid(&mut batch)?;
         let kek = i.key(KeyId::TenantKek { t: ts.iid, v: 0 })?;
-        let (place, ckey) = i.new_wrapped_key(
+        let nk = i.new_wrapped_key(
             &kek,
             KeyBuf::tag(codec::keys::CONVERSATION).u64(ts.iid).u64(c),
             codec::keys::CONVERSATION,
         )?;
-        batch.put_cf(&i.cf(cf::KEYS)?, &place.0, &place.1);
+        batch.put_cf(&i.cf(cf::KEYS)?, &nk.place, &nk.wrapped);
+        let ckey = nk.ready;
         let rec = ConversationRecord {
             external_id: external_id.to_string(),
             kind,
@@ -1412,12 +1421,7 @@ impl Inner {
     }
 
     /// Creates a fresh random key, version 1, wrapped under `parent`, at `place_prefix | 1`.
-    fn new_wrapped_key(
-        &self,
-        parent: &ReadyKey,
-        place_prefix: KeyBuf,
-        kind: u8,
-    ) -> Result<((Vec<u8>, Vec<u8>), Arc<ReadyKey>)> {
+    fn new_wrapped_key(&self, parent: &ReadyKey, place_prefix: KeyBuf, kind: u8) -> Result<NewKey> {
         let key = SecretKey::generate()?;
         let place = place_prefix.u32(1).into_vec();
         let header = WrapHeader {
@@ -1426,7 +1430,11 @@ impl Inner {
             parent_version: parent.version,
         };
         let wrapped = envelope::wrap_key(&parent.cipher, &header, &place, &key)?;
-        Ok(((place, wrapped), ReadyKey::new(key, 1)))
+        Ok(NewKey {
+            place,
+            wrapped,
+            ready: ReadyKey::new(key, 1),
+        })
     }
 
     fn user_key(&self, t: Iid, u: Iid, v: u32) -> Result<Arc<ReadyKey>> {
@@ -1488,13 +1496,14 @@ impl Inner {
             Err(err) => return Err(err),
         }
         let ckey = self.key(KeyId::Conv { t, c, v: 0 })?;
-        let (place, ekey) = self.new_wrapped_key(
+        let nk = self.new_wrapped_key(
             &ckey,
             KeyBuf::tag(codec::keys::EPOCH).u64(t).u64(c).u32(e),
             codec::keys::EPOCH,
         )?;
         let mut b = WriteBatch::default();
-        b.put_cf(&self.cf(cf::KEYS)?, &place.0, &place.1);
+        b.put_cf(&self.cf(cf::KEYS)?, &nk.place, &nk.wrapped);
+        let ekey = nk.ready;
         // Durable before any record sealed under it can be acknowledged.
         self.write_sync(b, "creating an epoch key")?;
         self.cache

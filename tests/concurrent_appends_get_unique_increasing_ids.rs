@@ -63,3 +63,14 @@ fn eight_threads_appending_to_one_conversation() {
         n + 1
     );
 }
+
+#[test]
+fn vault_is_send_sync_and_cheap_to_clone() {
+    fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
+    assert_shareable::<Vault>();
+    assert_eq!(
+        std::mem::size_of::<Vault>(),
+        std::mem::size_of::<usize>(),
+        "one Arc"
+    );
+}
