@@ -51,7 +51,7 @@ fn append_and_get(cr: &mut Criterion) {
                     at += 1;
                     NewMessage::text(u, at, body.clone())
                 },
-                |m| v.append(t, c, m).unwrap(),
+                |m| v.append(t, c, m).unwrap().stored().unwrap(),
                 BatchSize::SmallInput,
             )
         });
@@ -65,6 +65,8 @@ fn append_and_get(cr: &mut Criterion) {
                 c,
                 NewMessage::text(u, 1_700_000_000_000 + i as i64, body.clone()),
             )
+            .unwrap()
+            .stored()
             .unwrap();
         }
         let mut i = 0u64;

@@ -27,6 +27,16 @@ pub(crate) mod meta {
     pub const NEXT_MSG_ID: u8 = 0x08;
     /// `0x09` → next internal id (u64 LE, merged with max).
     pub const NEXT_IID: u8 = 0x09;
+    /// `0x0A | tenant` → sealed tenant retention policy.
+    pub const TENANT_POLICY: u8 = 0x0A;
+    /// `0x0B | tenant | conv` → sealed conversation policy override.
+    pub const CONV_POLICY: u8 = 0x0B;
+    /// `0x0C | tenant | seq` → sealed policy/hold change record.
+    pub const POLICY_LOG: u8 = 0x0C;
+    /// `0x0D | tenant | hold id` → sealed active legal hold.
+    pub const HOLD: u8 = 0x0D;
+    /// `0x0E | tenant | conv` → expiry watermark (postcard, not sealed: times only).
+    pub const WATERMARK: u8 = 0x0E;
     /// Directory sub-kind for conversations.
     pub const DIR_CONV: u8 = 0x01;
     /// Directory sub-kind for users.

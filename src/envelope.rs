@@ -5,15 +5,18 @@
 //!
 //! ## Message record (`messages` and `revisions` column families)
 //! ```text
-//!  0     1      2          6        10             14         22              26      38          n-16   n
-//!  +-----+------+----------+--------+--------------+----------+---------------+-------+-----------+------+
-//!  | fmt | kind | revision | epoch  | epoch key    | author   | author key    | nonce | ciphertext| tag  |
-//!  | =1  | u8   | u32      | u32    | version u32  | iid u64  | version u32   | 12 B  | (postcard)| 16 B |
-//!  +-----+------+----------+--------+--------------+----------+---------------+-------+-----------+------+
-//!  AAD = "chatvault/v1/record" || header[0..26] || RocksDB key (tenant | conv | id [| revision])
+//!  0     1      2          6        10           14         22            26          34      46         n-16  n
+//!  +-----+------+----------+--------+------------+----------+-------------+-----------+-------+----------+-----+
+//!  | fmt | kind | revision | epoch  | epoch key  | author   | author key  | sent_at   | nonce | cipher-  | tag |
+//!  | =1  | u8   | u32      | u32    | version u32| iid u64  | version u32 | ms, i64^  | 12 B  | text     | 16 B|
+//!  +-----+------+----------+--------+------------+----------+-------------+-----------+-------+----------+-----+
+//!  AAD = "chatvault/v1/record" || header[0..34] || RocksDB key (tenant | conv | id [| revision])
+//!  i64^ = the time with its sign bit flipped, big-endian (order-preserving, as in the time index)
 //! ```
 //! `author` and `author key version` are 0 when the tenant's erasure policy keeps messages
 //! readable after the author's erasure (the author is then only inside the ciphertext).
+//! `sent_at` is in the clear (as it is in the time index) so that retention can be enforced,
+//! and expired records dropped by the compaction filter, without decrypting.
 //!
 //! ## Wrapped key (`keys` column family), for keys wrapped by a parent key in RocksDB
 //! ```text
@@ -74,7 +77,7 @@ impl RecordKind {
 }
 
 /// Length of the message record header in bytes.
-pub const RECORD_HEADER_LEN: usize = 26;
+pub const RECORD_HEADER_LEN: usize = 34;
 
 /// The plaintext header of a message record: which keys it is sealed under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +94,8 @@ pub struct RecordHeader {
     pub author: u64,
     /// Version of the author's user key, or 0.
     pub author_version: u32,
+    /// When the message was sent, UTC ms (the original's time, also for edits).
+    pub sent_at_ms: i64,
 }
 
 impl RecordHeader {
@@ -103,6 +108,7 @@ impl RecordHeader {
         h[10..14].copy_from_slice(&self.epoch_version.to_be_bytes());
         h[14..22].copy_from_slice(&self.author.to_be_bytes());
         h[22..26].copy_from_slice(&self.author_version.to_be_bytes());
+        h[26..34].copy_from_slice(&crate::codec::encode_time(self.sent_at_ms).to_be_bytes());
         h
     }
 
@@ -130,6 +136,8 @@ impl RecordHeader {
             |i: usize| u32::from_be_bytes([value[i], value[i + 1], value[i + 2], value[i + 3]]);
         let mut author = [0u8; 8];
         author.copy_from_slice(&value[14..22]);
+        let mut sent = [0u8; 8];
+        sent.copy_from_slice(&value[26..34]);
         Ok(RecordHeader {
             kind,
             revision: be32(2),
@@ -137,6 +145,7 @@ impl RecordHeader {
             epoch_version: be32(10),
             author: u64::from_be_bytes(author),
             author_version: be32(22),
+            sent_at_ms: crate::codec::decode_time(u64::from_be_bytes(sent)),
         })
     }
 }
@@ -292,6 +301,14 @@ pub enum MetaKind {
     Member = 3,
     /// User profile, under the user key.
     User = 4,
+    /// Tenant retention policy, under the tenant KEK.
+    TenantPolicy = 5,
+    /// Conversation policy override, under the tenant KEK.
+    ConvPolicy = 6,
+    /// Policy or hold change record, under the tenant KEK.
+    PolicyLog = 7,
+    /// Legal hold, under the tenant KEK.
+    Hold = 8,
 }
 
 /// Seals a metadata record under `cipher` (key version `key_version`), bound to `place`.

@@ -84,6 +84,25 @@ pub enum Error {
         what: String,
     },
 
+    /// The message's retention has ended: it is hidden from every read and will be removed from
+    /// disk by the next purge. Distinct from [`Error::NotFound`] and [`Error::Shredded`].
+    #[error("{what} has expired under its conversation's retention policy")]
+    Expired {
+        /// What was asked for.
+        what: String,
+    },
+
+    /// A legal hold covers (part of) what the call would delete; nothing was deleted.
+    #[error("{what} is under legal hold; release the hold first (or queue the request)")]
+    LegalHold {
+        /// What was to be deleted.
+        what: String,
+    },
+
+    /// The actor may not do this (for example a member changing a policy when only admins may).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+
     /// A message body is larger than the vault's limit.
     #[error(
         "message body is {size} bytes, the limit is {limit} bytes \

@@ -538,6 +538,18 @@ impl<K: Hash + Eq + Clone> KeyCache<K> {
         self.inner.lock().put(id, key);
     }
 
+    pub(crate) fn remove_where(&self, mut pred: impl FnMut(&K) -> bool) {
+        let mut c = self.inner.lock();
+        let doomed: Vec<K> = c
+            .iter()
+            .filter(|(k, _)| pred(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            c.pop(&k);
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.inner.lock().len()
     }

@@ -44,14 +44,21 @@ pub mod import;
 mod keycheck;
 pub mod keys;
 mod model;
+mod policy;
+pub mod retention;
 mod vault;
 
 pub use error::{Error, Result};
 pub use keycheck::KEYCHECK_FILE;
 pub use keys::{KeyProvider, ProviderError, SecretKey, StaticKeyProvider, ROOT_KEY_ENV};
 pub use model::{
-    Attachment, ConversationId, ConversationInfo, ConversationKind, Direction, ErasurePolicy,
-    Membership, Message, MessageId, MessageKind, NewMessage, Page, Revision, TenantId, TenantInfo,
-    TenantOptions, UserId, UserInfo, UserProfile,
+    Appended, Attachment, ConversationId, ConversationInfo, ConversationKind, Direction,
+    ErasurePolicy, Membership, Message, MessageId, MessageKind, NewMessage, NotStoredReason, Page,
+    Revision, TenantId, TenantInfo, TenantOptions, UserId, UserInfo, UserProfile,
+};
+pub use policy::{ConversationPurge, PurgeOptions, PurgeReport};
+pub use retention::{
+    Actor, Clock, FakeClock, History, Hold, HoldScope, Policy, PolicyChange, PolicyOverride,
+    Retention, SystemClock, TenantPolicy,
 };
 pub use vault::{cf, CfStats, Durability, MessageIter, Vault, VaultOptions, VaultStats};

@@ -3,15 +3,15 @@
 use serde::{Deserialize, Serialize};
 
 /// Handle of a tenant inside one vault (an internal id; it reveals nothing of the tenant's name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TenantId(pub(crate) u64);
 
 /// Handle of a conversation inside its tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ConversationId(pub(crate) u64);
 
 /// Handle of a user inside its tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct UserId(pub(crate) u64);
 
 /// A message id: the per-conversation sequence number, starting at 1, strictly increasing and
@@ -188,6 +188,38 @@ impl NewMessage {
             also_reply_to: Vec::new(),
             attachments: Vec::new(),
         }
+    }
+}
+
+/// What an append did.
+#[must_use = "a message may not have been stored (history off)"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended<T = MessageId> {
+    /// Stored, with this id (or these ids, for a batch).
+    Stored(T),
+    /// Not stored; the backend may still deliver it live.
+    NotStored(NotStoredReason),
+}
+
+/// Why an append stored nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotStoredReason {
+    /// The conversation's history is off.
+    HistoryOff,
+}
+
+impl<T> Appended<T> {
+    /// The id(s), if stored.
+    pub fn stored(self) -> Option<T> {
+        match self {
+            Appended::Stored(t) => Some(t),
+            Appended::NotStored(_) => None,
+        }
+    }
+    /// Whether it was stored.
+    pub fn is_stored(&self) -> bool {
+        matches!(self, Appended::Stored(_))
     }
 }
 

@@ -17,8 +17,9 @@ use crate::error::{Error, Result};
 use crate::keycheck;
 use crate::keys::{self, labels, KeyCache, KeyProvider, ReadyKey, SecretKey};
 use crate::model::*;
+use crate::retention::{Clock, ExpiryFilterFactory, FilterKind, History, Shared, SystemClock};
 
-type Db = DBWithThreadMode<MultiThreaded>;
+pub(crate) type Db = DBWithThreadMode<MultiThreaded>;
 
 /// Column family names. See DESIGN.md, "Column families and keys".
 pub mod cf {
@@ -50,7 +51,7 @@ pub enum Durability {
 }
 
 /// Options for opening a vault.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VaultOptions {
     /// See [`Durability`]. Default: [`Durability::Buffered`].
     pub durability: Durability,
@@ -62,6 +63,20 @@ pub struct VaultOptions {
     pub max_body_bytes: usize,
     /// RocksDB block cache size in bytes (`BlockBasedOptions::set_block_cache`). Default 64 MiB.
     pub block_cache_bytes: usize,
+    /// The clock retention is measured against (UTC). Default: [`SystemClock`]; tests use a
+    /// [`crate::FakeClock`].
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for VaultOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultOptions")
+            .field("durability", &self.durability)
+            .field("key_cache_entries", &self.key_cache_entries)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("block_cache_bytes", &self.block_cache_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for VaultOptions {
@@ -71,12 +86,13 @@ impl Default for VaultOptions {
             key_cache_entries: 65_536,
             max_body_bytes: 64 * 1024,
             block_cache_bytes: 64 << 20,
+            clock: Arc::new(SystemClock),
         }
     }
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
-enum KeyId {
+pub(crate) enum KeyId {
     TenantKek {
         t: Iid,
         v: u32,
@@ -107,47 +123,51 @@ enum KeyId {
     },
 }
 
-struct TenantState {
-    iid: Iid,
-    dir_key: SecretKey,
-    policy: ErasurePolicy,
-    epoch_ms: u64,
+pub(crate) struct TenantState {
+    pub(crate) iid: Iid,
+    pub(crate) dir_key: SecretKey,
+    pub(crate) policy: ErasurePolicy,
+    pub(crate) epoch_ms: u64,
 }
 
 /// A freshly generated key: where it goes, its wrapped bytes, and the key itself.
-struct NewKey {
+pub(crate) struct NewKey {
     place: Vec<u8>,
     wrapped: Vec<u8>,
     ready: Arc<ReadyKey>,
 }
 
-struct ConvState {
+pub(crate) struct ConvState {
     next_id: AtomicU64,
 }
 
-struct Inner {
-    db: Db,
-    path: PathBuf,
-    provider: Arc<dyn KeyProvider>,
-    tenant_dir_key: SecretKey,
-    cache: KeyCache<KeyId>,
-    tenants: RwLock<HashMap<Iid, Arc<TenantState>>>,
-    convs: RwLock<HashMap<(Iid, Iid), Arc<ConvState>>>,
+pub(crate) struct Inner {
+    pub(crate) db: Db,
+    pub(crate) path: PathBuf,
+    pub(crate) provider: Arc<dyn KeyProvider>,
+    pub(crate) tenant_dir_key: SecretKey,
+    pub(crate) cache: KeyCache<KeyId>,
+    pub(crate) tenants: RwLock<HashMap<Iid, Arc<TenantState>>>,
+    pub(crate) convs: RwLock<HashMap<(Iid, Iid), Arc<ConvState>>>,
     /// Serializes creation of keys, tenants, users and conversations (rare), so that two threads
     /// never create two different keys for one place.
-    create_lock: Mutex<()>,
+    pub(crate) create_lock: Mutex<()>,
     /// Serializes edits and deletions (read-modify-write of one record).
-    edit_lock: Mutex<()>,
-    next_iid: Mutex<u64>,
-    write_opts: WriteOptions,
-    sync_opts: WriteOptions,
-    opts: VaultOptions,
+    pub(crate) edit_lock: Mutex<()>,
+    pub(crate) next_iid: Mutex<u64>,
+    pub(crate) write_opts: WriteOptions,
+    pub(crate) sync_opts: WriteOptions,
+    pub(crate) opts: VaultOptions,
+    /// Retention state and clock, shared with the compaction filters.
+    pub(crate) retention: Arc<Shared>,
+    /// Serializes policy and hold changes.
+    pub(crate) policy_lock: Mutex<()>,
 }
 
 /// An open vault. Cheap to clone (an `Arc`), `Send + Sync`, safe to use from many threads.
 #[derive(Clone)]
 pub struct Vault {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -158,7 +178,7 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
+fn cf_options(name: &str, cache: &rocksdb::Cache, retention: &Arc<Shared>) -> Options {
     let mut o = Options::default();
     // Ciphertext does not compress; the index and meta keys are short fixed-width ids whose
     // shared prefixes RocksDB's block format already delta-encodes. So no compression anywhere
@@ -170,7 +190,24 @@ fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
         // Point gets dominate: a bloom filter saves a block read on misses.
         b.set_bloom_filter(10.0, false);
     }
+    if name == cf::TIME_INDEX {
+        // Every key stored whole (no prefix delta encoding), so that `purge` can verify by a raw
+        // scan of the files that no expired index entry is left.
+        b.set_block_restart_interval(1);
+    }
     o.set_block_based_table_factory(&b);
+    let filter = match name {
+        cf::MESSAGES | cf::REVISIONS => Some(FilterKind::Records),
+        cf::TIME_INDEX => Some(FilterKind::TimeIndex),
+        _ => None,
+    };
+    if let Some(kind) = filter {
+        o.set_compaction_filter_factory(ExpiryFilterFactory {
+            shared: retention.clone(),
+            kind,
+            name: std::ffi::CString::from(c"chatvault.expiry.v1"),
+        });
+    }
     if name == cf::META {
         o.set_merge_operator_associative("chatvault.max_u64.v1", codec::merge_max_u64);
     }
@@ -239,9 +276,10 @@ impl Vault {
         opts: VaultOptions,
     ) -> Result<Vault> {
         let cache = rocksdb::Cache::new_lru_cache(opts.block_cache_bytes);
+        let retention = Shared::new(opts.clock.clone());
         let cfs = cf::ALL
             .iter()
-            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, &cache)));
+            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, &cache, &retention)));
         let db = Db::open_cf_descriptors(&db_options(), path, cfs)
             .map_err(Error::storage("opening the vault"))?;
         let tenant_dir_key = keys::derive_key(&[&vault_key], labels::TENANT_DIRECTORY, b"");
@@ -263,15 +301,19 @@ impl Vault {
             write_opts,
             sync_opts,
             opts,
+            retention,
+            policy_lock: Mutex::new(()),
         };
         let next = inner
             .get(cf::META, &[codec::meta::NEXT_IID])?
             .and_then(|v| codec::read_counter(&v))
             .unwrap_or(1);
         *inner.next_iid.lock() = next.max(1);
-        Ok(Vault {
+        let vault = Vault {
             inner: Arc::new(inner),
-        })
+        };
+        vault.load_retention()?;
+        Ok(vault)
     }
 
     /// The data directory.
@@ -709,7 +751,8 @@ impl Vault {
 
     // ------------------------------------------------------------------ messages
 
-    /// Appends a message and returns its id. The record, its time-index entry and the
+    /// Appends a message and returns its id, or [`Appended::NotStored`] when the conversation's
+    /// history is off. The record, its time-index entry and the
     /// conversation's next-id counter are written in one WriteBatch (atomically).
     ///
     /// Errors: [`Error::MessageTooLarge`], [`Error::InvalidInput`] (time before 1970),
@@ -719,28 +762,48 @@ impl Vault {
         tenant: TenantId,
         conv: ConversationId,
         msg: NewMessage,
-    ) -> Result<MessageId> {
-        let ids = self.append_batch(tenant, conv, std::slice::from_ref(&msg))?;
-        Ok(ids[0])
+    ) -> Result<Appended> {
+        Ok(
+            match self.append_batch(tenant, conv, std::slice::from_ref(&msg))? {
+                Appended::Stored(ids) => Appended::Stored(ids[0]),
+                Appended::NotStored(r) => Appended::NotStored(r),
+            },
+        )
     }
 
     /// Appends several messages in one WriteBatch (all or none), in order, and returns their ids.
-    /// Much faster than one `append` each for imports.
+    /// Much faster than one `append` each for imports. Errors as [`Vault::append`]; a message
+    /// that would already be expired gives [`Error::Expired`] and nothing is written.
     pub fn append_batch(
         &self,
         tenant: TenantId,
         conv: ConversationId,
         msgs: &[NewMessage],
-    ) -> Result<Vec<MessageId>> {
+    ) -> Result<Appended<Vec<MessageId>>> {
         let i = &self.inner;
-        if msgs.is_empty() {
-            return Ok(Vec::new());
-        }
         for m in msgs {
             i.check_new_message(m)?;
         }
         let ts = i.tenant_state(tenant.0)?;
         let cs = i.conv_state(tenant.0, conv.0)?;
+        let snap = i.retention.current();
+        if snap.effective(tenant.0, conv.0).history == History::Off {
+            return Ok(Appended::NotStored(NotStoredReason::HistoryOff));
+        }
+        if msgs.is_empty() {
+            return Ok(Appended::Stored(Vec::new()));
+        }
+        let now = i.opts.clock.now_ms();
+        for m in msgs {
+            if snap.is_expired(tenant.0, conv.0, Some(m.author.0), m.sent_at_ms, now) {
+                return Err(Error::Expired {
+                    what: format!(
+                        "a message sent at {} ms in conversation {conv} (its retention has                          already ended)",
+                        m.sent_at_ms
+                    ),
+                });
+            }
+        }
         let mut sealers = Vec::with_capacity(msgs.len());
         for m in msgs {
             sealers.push(i.writer_dek(&ts, conv.0, m.author.0, m.sent_at_ms)?);
@@ -766,10 +829,17 @@ impl Vault {
             let pt = zeroize::Zeroizing::new(to_postcard(&payload)?);
             let sealed = envelope::seal_record(&dek.cipher, &header, &place, &pt)?;
             batch.put_cf(&mcf, &place, sealed);
+            // The index entry's value names the author when the header does (the compaction
+            // filter needs it for custodian holds); empty otherwise.
+            let author = if header.author != 0 {
+                header.author.to_be_bytes().to_vec()
+            } else {
+                Vec::new()
+            };
             batch.put_cf(
                 &tcf,
                 codec::time_key(tenant.0, conv.0, m.sent_at_ms, id),
-                [],
+                author,
             );
             ids.push(id);
         }
@@ -779,7 +849,7 @@ impl Vault {
             .into_vec();
         batch.merge_cf(&meta, counter, (first + msgs.len() as u64).to_le_bytes());
         i.write(batch, "appending messages")?;
-        Ok(ids)
+        Ok(Appended::Stored(ids))
     }
 
     /// Reads one message. Errors: [`Error::NotFound`], [`Error::Shredded`],
@@ -873,6 +943,11 @@ impl Vault {
         id: MessageId,
     ) -> Result<Vec<Revision>> {
         let i = &self.inner;
+        // Enforces not-found and expiry; a deleted message shows no revisions (under a legal
+        // hold they are kept on disk, but never shown).
+        if self.get(tenant, conv, id)?.deleted_at_ms.is_some() {
+            return Ok(Vec::new());
+        }
         let prefix = codec::message_key(tenant.0, conv.0, id);
         let mut it = i.prefix_iter(cf::REVISIONS, &prefix)?;
         let mut out = Vec::new();
@@ -894,7 +969,8 @@ impl Vault {
 
     /// Deletes a message: its body, attachments and every revision leave the read path at once
     /// (the record is replaced by a sealed deletion marker and the revisions are deleted, in one
-    /// WriteBatch) and leave the disk at the next compaction ([`Vault::compact`]).
+    /// WriteBatch) and leave the disk at the next compaction ([`Vault::compact`]). Under a legal
+    /// hold the original and its revisions are kept, hidden, until the hold is released.
     pub fn delete(
         &self,
         tenant: TenantId,
@@ -911,9 +987,41 @@ impl Vault {
         let ts = i.tenant_state(tenant.0)?;
         let (header, dek) = i.writer_dek(&ts, conv.0, cur.author.0, cur.sent_at_ms)?;
         let mut batch = WriteBatch::default();
-        let rprefix = codec::message_key(tenant.0, conv.0, id);
-        let rend = prefix_successor(&rprefix).unwrap_or_default();
-        batch.delete_range_cf(&i.cf(cf::REVISIONS)?, &rprefix, &rend);
+        let held = i
+            .retention
+            .current()
+            .tenant(tenant.0)
+            .is_some_and(|tr| tr.held(conv.0, Some(cur.author.0)));
+        if held {
+            // Under legal hold the original and its revisions are kept (hidden from readers)
+            // until the hold is released: the current revision moves to the revisions CF.
+            let rplace = codec::revision_key(tenant.0, conv.0, id, cur.revision);
+            let old = MessagePayload {
+                author: cur.author.0,
+                sent_at_ms: cur.sent_at_ms,
+                kind: cur.kind,
+                body: cur.body.clone(),
+                reply_to: cur.reply_to,
+                also_reply_to: cur.also_reply_to.clone(),
+                attachments: cur.attachments.clone(),
+                edited_at_ms: cur.edited_at_ms,
+                deleted_at_ms: None,
+            };
+            let rheader = RecordHeader {
+                kind: RecordKind::Revision,
+                revision: cur.revision,
+                ..header
+            };
+            batch.put_cf(
+                &i.cf(cf::REVISIONS)?,
+                &rplace,
+                envelope::seal_record(&dek.cipher, &rheader, &rplace, &to_postcard(&old)?)?,
+            );
+        } else {
+            let rprefix = codec::message_key(tenant.0, conv.0, id);
+            let rend = prefix_successor(&rprefix).unwrap_or_default();
+            batch.delete_range_cf(&i.cf(cf::REVISIONS)?, &rprefix, &rend);
+        }
         let marker = MessagePayload {
             author: cur.author.0,
             sent_at_ms: cur.sent_at_ms,
@@ -1129,26 +1237,32 @@ pub struct MessageIter<'a> {
 impl Iterator for MessageIter<'_> {
     type Item = Result<Message>;
     fn next(&mut self) -> Option<Self::Item> {
-        if self.started {
-            if self.forward {
-                self.it.next();
-            } else {
-                self.it.prev();
+        loop {
+            if self.started {
+                if self.forward {
+                    self.it.next();
+                } else {
+                    self.it.prev();
+                }
+            }
+            self.started = true;
+            if !self.it.valid() {
+                return self
+                    .it
+                    .status()
+                    .err()
+                    .map(|e| Err(Error::storage("reading messages")(e)));
+            }
+            let (k, v) = (self.it.key()?, self.it.value()?);
+            let Some((_, _, id)) = codec::decode_message_key(k) else {
+                return Some(Err(Error::corrupt("message key", "bad length")));
+            };
+            match self.inner.open_message(self.tenant, self.conv, id, k, v) {
+                // Expired messages are left out of every listing.
+                Err(Error::Expired { .. }) => continue,
+                r => return Some(r),
             }
         }
-        self.started = true;
-        if !self.it.valid() {
-            return self
-                .it
-                .status()
-                .err()
-                .map(|e| Err(Error::storage("reading messages")(e)));
-        }
-        let (k, v) = (self.it.key()?, self.it.value()?);
-        let Some((_, _, id)) = codec::decode_message_key(k) else {
-            return Some(Err(Error::corrupt("message key", "bad length")));
-        };
-        Some(self.inner.open_message(self.tenant, self.conv, id, k, v))
     }
 }
 
@@ -1194,7 +1308,7 @@ impl Iterator for RawIter<'_> {
 }
 
 impl Inner {
-    fn cf(&self, name: &'static str) -> Result<Arc<BoundColumnFamily<'_>>> {
+    pub(crate) fn cf(&self, name: &'static str) -> Result<Arc<BoundColumnFamily<'_>>> {
         self.db.cf_handle(name).ok_or_else(|| {
             Error::corrupt(
                 format!("vault at {}", self.path.display()),
@@ -1203,26 +1317,26 @@ impl Inner {
         })
     }
 
-    fn get(&self, cf_name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn get(&self, cf_name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db
             .get_cf(&self.cf(cf_name)?, key)
             .map_err(Error::storage("reading"))
     }
 
-    fn write(&self, batch: WriteBatch, op: crate::error::Op) -> Result<()> {
+    pub(crate) fn write(&self, batch: WriteBatch, op: crate::error::Op) -> Result<()> {
         self.db
             .write_opt(batch, &self.write_opts)
             .map_err(Error::storage(op))
     }
 
-    fn write_sync(&self, batch: WriteBatch, op: crate::error::Op) -> Result<()> {
+    pub(crate) fn write_sync(&self, batch: WriteBatch, op: crate::error::Op) -> Result<()> {
         self.db
             .write_opt(batch, &self.sync_opts)
             .map_err(Error::storage(op))
     }
 
     /// A raw iterator bounded to keys starting with `prefix`, positioned at the first.
-    fn prefix_iter(
+    pub(crate) fn prefix_iter(
         &self,
         cf_name: &'static str,
         prefix: &[u8],
@@ -1238,7 +1352,7 @@ impl Inner {
     }
 
     /// Allocates an internal id; the counter update goes in `batch`. Callers hold `create_lock`.
-    fn alloc_iid(&self, batch: &mut WriteBatch) -> Result<u64> {
+    pub(crate) fn alloc_iid(&self, batch: &mut WriteBatch) -> Result<u64> {
         let mut n = self.next_iid.lock();
         let id = *n;
         batch.merge_cf(
@@ -1251,7 +1365,7 @@ impl Inner {
         Ok(id)
     }
 
-    fn tenant_dir_entry(&self, name: &str) -> Vec<u8> {
+    pub(crate) fn tenant_dir_entry(&self, name: &str) -> Vec<u8> {
         KeyBuf::tag(codec::meta::TENANT_DIR)
             .bytes(&keys::blind_index(
                 &self.tenant_dir_key,
@@ -1261,7 +1375,7 @@ impl Inner {
             .into_vec()
     }
 
-    fn dir_entry(&self, ts: &TenantState, sub: u8, external_id: &str) -> Vec<u8> {
+    pub(crate) fn dir_entry(&self, ts: &TenantState, sub: u8, external_id: &str) -> Vec<u8> {
         KeyBuf::tag(codec::meta::DIR)
             .u64(ts.iid)
             .u8(sub)
@@ -1273,7 +1387,7 @@ impl Inner {
             .into_vec()
     }
 
-    fn tenant_state(&self, t: Iid) -> Result<Arc<TenantState>> {
+    pub(crate) fn tenant_state(&self, t: Iid) -> Result<Arc<TenantState>> {
         if let Some(s) = self.tenants.read().get(&t) {
             return Ok(s.clone());
         }
@@ -1299,7 +1413,7 @@ impl Inner {
         Ok(state)
     }
 
-    fn tenant_info(&self, t: Iid, place: &[u8], v: &[u8]) -> Result<TenantInfo> {
+    pub(crate) fn tenant_info(&self, t: Iid, place: &[u8], v: &[u8]) -> Result<TenantInfo> {
         let what = || format!("tenant record #{t}");
         let kv = envelope::meta_key_version(v, MetaKind::Tenant, what)?;
         let kek = self.key(KeyId::TenantKek { t, v: kv })?;
@@ -1314,7 +1428,12 @@ impl Inner {
         })
     }
 
-    fn conversation_info(&self, t: Iid, place: &[u8], v: &[u8]) -> Result<ConversationInfo> {
+    pub(crate) fn conversation_info(
+        &self,
+        t: Iid,
+        place: &[u8],
+        v: &[u8],
+    ) -> Result<ConversationInfo> {
         let c = be64(&place[9..]).ok_or_else(|| Error::corrupt("conversation key", "bad key"))?;
         let what = || format!("conversation record #{c} of tenant #{t}");
         let kv = envelope::meta_key_version(v, MetaKind::Conversation, what)?;
@@ -1331,7 +1450,7 @@ impl Inner {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn put_member(
+    pub(crate) fn put_member(
         &self,
         batch: &mut WriteBatch,
         ckey: &ReadyKey,
@@ -1371,7 +1490,7 @@ impl Inner {
         Ok(())
     }
 
-    fn conv_state(&self, t: Iid, c: Iid) -> Result<Arc<ConvState>> {
+    pub(crate) fn conv_state(&self, t: Iid, c: Iid) -> Result<Arc<ConvState>> {
         if let Some(s) = self.convs.read().get(&(t, c)) {
             return Ok(s.clone());
         }
@@ -1404,7 +1523,7 @@ impl Inner {
         Ok(s)
     }
 
-    fn check_new_message(&self, m: &NewMessage) -> Result<()> {
+    pub(crate) fn check_new_message(&self, m: &NewMessage) -> Result<()> {
         if m.body.len() > self.opts.max_body_bytes {
             return Err(Error::MessageTooLarge {
                 size: m.body.len(),
@@ -1421,7 +1540,12 @@ impl Inner {
     }
 
     /// Creates a fresh random key, version 1, wrapped under `parent`, at `place_prefix | 1`.
-    fn new_wrapped_key(&self, parent: &ReadyKey, place_prefix: KeyBuf, kind: u8) -> Result<NewKey> {
+    pub(crate) fn new_wrapped_key(
+        &self,
+        parent: &ReadyKey,
+        place_prefix: KeyBuf,
+        kind: u8,
+    ) -> Result<NewKey> {
         let key = SecretKey::generate()?;
         let place = place_prefix.u32(1).into_vec();
         let header = WrapHeader {
@@ -1437,13 +1561,13 @@ impl Inner {
         })
     }
 
-    fn user_key(&self, t: Iid, u: Iid, v: u32) -> Result<Arc<ReadyKey>> {
+    pub(crate) fn user_key(&self, t: Iid, u: Iid, v: u32) -> Result<Arc<ReadyKey>> {
         self.key(KeyId::User { t, u, v })
     }
 
     /// The DEK and record header for writing a message by `author` at `sent_at_ms`. Creates the
     /// epoch key if this is the first message of its epoch.
-    fn writer_dek(
+    pub(crate) fn writer_dek(
         &self,
         ts: &TenantState,
         c: Iid,
@@ -1482,12 +1606,13 @@ impl Inner {
             epoch_version: ekey.version,
             author: a,
             author_version: av,
+            sent_at_ms,
         };
         let dek = self.dek(t, c, epoch, ekey.version, a, av)?;
         Ok((header, dek))
     }
 
-    fn create_epoch_key(&self, t: Iid, c: Iid, e: u32) -> Result<Arc<ReadyKey>> {
+    pub(crate) fn create_epoch_key(&self, t: Iid, c: Iid, e: u32) -> Result<Arc<ReadyKey>> {
         let _g = self.create_lock.lock();
         // Another thread may have created it while we waited.
         match self.key(KeyId::Epoch { t, c, e, v: 0 }) {
@@ -1521,7 +1646,15 @@ impl Inner {
     }
 
     /// The message DEK: `HKDF(epoch key [|| author key])`, see [`labels::MSG_DEK`].
-    fn dek(&self, t: Iid, c: Iid, e: u32, ev: u32, a: Iid, av: u32) -> Result<Arc<ReadyKey>> {
+    pub(crate) fn dek(
+        &self,
+        t: Iid,
+        c: Iid,
+        e: u32,
+        ev: u32,
+        a: Iid,
+        av: u32,
+    ) -> Result<Arc<ReadyKey>> {
         let id = KeyId::Dek { t, c, e, ev, a, av };
         if let Some(k) = self.cache.get(&id) {
             return Ok(k);
@@ -1542,7 +1675,7 @@ impl Inner {
 
     /// Loads (and caches) a key. `v == 0` means the current (highest) version. A key that is not
     /// stored gives `NotFound`; callers that know the key must exist turn that into `Shredded`.
-    fn key(&self, id: KeyId) -> Result<Arc<ReadyKey>> {
+    pub(crate) fn key(&self, id: KeyId) -> Result<Arc<ReadyKey>> {
         if let Some(k) = self.cache.get(&id) {
             return Ok(k);
         }
@@ -1634,13 +1767,34 @@ impl Inner {
         Ok(ready)
     }
 
-    fn open_message(&self, t: Iid, c: Iid, id: u64, place: &[u8], v: &[u8]) -> Result<Message> {
+    pub(crate) fn open_message(
+        &self,
+        t: Iid,
+        c: Iid,
+        id: u64,
+        place: &[u8],
+        v: &[u8],
+    ) -> Result<Message> {
         self.open_record(t, c, id, place, v)
     }
 
-    fn open_record(&self, t: Iid, c: Iid, id: u64, place: &[u8], v: &[u8]) -> Result<Message> {
+    pub(crate) fn open_record(
+        &self,
+        t: Iid,
+        c: Iid,
+        id: u64,
+        place: &[u8],
+        v: &[u8],
+    ) -> Result<Message> {
         let what = || format!("message {id} of conversation #{c} in tenant #{t}");
         let h = RecordHeader::decode(v, what)?;
+        // Expiry first, from the clear header: an expired record is never decrypted.
+        let snap = self.retention.current();
+        let now = self.opts.clock.now_ms();
+        let header_author = (h.author != 0).then_some(h.author);
+        if snap.is_expired(t, c, header_author, h.sent_at_ms, now) {
+            return Err(Error::Expired { what: what() });
+        }
         if v.len() < RECORD_HEADER_LEN {
             return Err(Error::corrupt(what(), "truncated"));
         }

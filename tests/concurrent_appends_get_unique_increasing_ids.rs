@@ -24,6 +24,8 @@ fn eight_threads_appending_to_one_conversation() {
                     let body = format!("thread {n} message {i}");
                     ids.push(
                         v.append(f.t, f.c, NewMessage::text(f.alice, at, body))
+                            .unwrap()
+                            .stored()
                             .unwrap(),
                     );
                 }
@@ -59,6 +61,8 @@ fn eight_threads_appending_to_one_conversation() {
     assert_eq!(v.last_message_id(f.t, f.c).unwrap(), n);
     assert_eq!(
         v.append(f.t, f.c, NewMessage::text(f.bob, 0, "after reopen"))
+            .unwrap()
+            .stored()
             .unwrap(),
         n + 1
     );

@@ -67,7 +67,7 @@ fn disk_full_is_a_typed_error_and_the_vault_recovers() {
             f.c,
             NewMessage::text(f.alice, 1_000 + i, format!("{i} {body}")),
         ) {
-            Ok(id) => acked.push((id, i)),
+            Ok(a) => acked.push((a.stored().unwrap(), i)),
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -115,6 +115,8 @@ fn disk_full_is_a_typed_error_and_the_vault_recovers() {
             f.c,
             NewMessage::text(f.alice, 99_999, "after recovery"),
         )
+        .unwrap()
+        .stored()
         .unwrap();
     assert!(next > acked.last().unwrap().0);
     assert_eq!(v.get(f.t, f.c, next).unwrap().body, "after recovery");

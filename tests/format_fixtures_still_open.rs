@@ -73,6 +73,8 @@ fn write(data: &Path) {
             c,
             NewMessage::text(a, 1_600_000_000_000, "first message"),
         )
+        .unwrap()
+        .stored()
         .unwrap();
         v.append(
             t,
@@ -91,6 +93,8 @@ fn write(data: &Path) {
                 }],
             },
         )
+        .unwrap()
+        .stored()
         .unwrap();
         v.append(
             t,
@@ -100,6 +104,8 @@ fn write(data: &Path) {
                 ..NewMessage::text(a, 1_600_086_400_000, "waves")
             },
         )
+        .unwrap()
+        .stored()
         .unwrap();
         v.edit(t, c, 1, "first message, edited", 1_600_000_002_000)
             .unwrap();
@@ -108,6 +114,8 @@ fn write(data: &Path) {
             c,
             NewMessage::text(b, 1_600_086_500_000, "to be deleted"),
         )
+        .unwrap()
+        .stored()
         .unwrap();
         v.delete(t, c, 4, 1_600_086_600_000).unwrap();
     }
@@ -185,6 +193,8 @@ fn v1_fixture_still_opens_and_reads_the_same() {
         // New writes continue the fixture's ids.
         assert_eq!(
             v.append(t, c, NewMessage::text(a, 1_700_000_000_000, "new"))
+                .unwrap()
+                .stored()
                 .unwrap(),
             5
         );

@@ -131,7 +131,7 @@ fn messages_of_every_shape_round_trip_under_both_erasure_policies() {
         ];
         let mut ids = Vec::new();
         for m in &inputs {
-            ids.push(v.append(f.t, f.c, m.clone()).unwrap());
+            ids.push(v.append(f.t, f.c, m.clone()).unwrap().stored().unwrap());
         }
         assert_eq!(ids, vec![1, 2, 3, 4]);
 
@@ -188,6 +188,8 @@ fn edits_keep_revisions_and_deletion_removes_body_and_revisions() {
     let f = common::fixture(&v, "acme", TenantOptions::default());
     let id = v
         .append(f.t, f.c, NewMessage::text(f.alice, 1_000_000, "first"))
+        .unwrap()
+        .stored()
         .unwrap();
     assert_eq!(v.edit(f.t, f.c, id, "second", 2_000_000).unwrap(), 1);
     assert_eq!(v.edit(f.t, f.c, id, "third", 3_000_000).unwrap(), 2);
@@ -217,6 +219,8 @@ fn edits_keep_revisions_and_deletion_removes_body_and_revisions() {
     // The next id is not reused after deleting the newest message.
     assert_eq!(
         v.append(f.t, f.c, NewMessage::text(f.alice, 5_000_000, "next"))
+            .unwrap()
+            .stored()
             .unwrap(),
         id + 1
     );

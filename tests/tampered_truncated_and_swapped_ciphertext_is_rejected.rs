@@ -32,18 +32,24 @@ fn setup() -> Setup {
             f.c,
             NewMessage::text(f.alice, 1_000 + n, format!("acme general {n}")),
         )
+        .unwrap()
+        .stored()
         .unwrap();
         v.append(
             f.t,
             c2,
             NewMessage::text(f.alice, 1_000 + n, format!("acme random {n}")),
         )
+        .unwrap()
+        .stored()
         .unwrap();
         v.append(
             f2.t,
             f2.c,
             NewMessage::text(f2.alice, 1_000 + n, format!("globex {n}")),
         )
+        .unwrap()
+        .stored()
         .unwrap();
     }
     v.edit(f.t, f.c, 1, "edited", 2_000).unwrap();
@@ -242,6 +248,8 @@ fn rolling_back_a_record_to_an_older_copy_of_itself_is_not_detected() {
     let (dir, v, p) = common::new_vault();
     let f = common::fixture(&v, "acme", TenantOptions::default());
     v.append(f.t, f.c, NewMessage::text(f.alice, 1_000, "original"))
+        .unwrap()
+        .stored()
         .unwrap();
     drop(v);
     let data = dir.path().join("data");

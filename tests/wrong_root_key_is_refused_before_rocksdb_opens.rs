@@ -28,6 +28,8 @@ fn wrong_root_key_gives_typed_error_and_changes_nothing() {
         f.c,
         NewMessage::text(f.alice, 1_000, "secret message body"),
     )
+    .unwrap()
+    .stored()
     .unwrap();
     drop(v);
     let data = dir.path().join("data");

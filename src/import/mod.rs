@@ -85,6 +85,8 @@ pub struct ImportReport {
     pub reply_links: u32,
     /// Whether every message of the file is now in the vault.
     pub completed: bool,
+    /// The conversation's history is off: nothing was stored, by policy.
+    pub history_off: bool,
 }
 
 /// Messages per WriteBatch during an import.
@@ -217,7 +219,14 @@ pub fn import_irc_file(
                 attachments: Vec::new(),
             })
             .collect();
-        let ids = vault.append_batch(tenant, conv, &batch).map_err(verr)?;
+        let ids = match vault.append_batch(tenant, conv, &batch).map_err(verr)? {
+            crate::Appended::Stored(ids) => ids,
+            crate::Appended::NotStored(_) => {
+                // History is off for this conversation: nothing is stored, by policy.
+                report.history_off = true;
+                return Ok(report);
+            }
+        };
         if ids.first() != Some(&next_expected) {
             return Err(conflict(format!(
                 "expected the next id to be {next_expected}, the vault gave {:?}; another \
