@@ -268,7 +268,7 @@ impl Watermark {
     /// Records that every message with `sent_at < x` is expired, for every author except the
     /// `exempt` ones (held custodians).
     pub(crate) fn advance(&mut self, x: i64, exempt: &[u64]) {
-        if x <= i64::MIN {
+        if x == i64::MIN {
             return;
         }
         let old_all = self.all;
