@@ -857,12 +857,10 @@ impl Vault {
     pub fn get(&self, tenant: TenantId, conv: ConversationId, id: MessageId) -> Result<Message> {
         let i = &self.inner;
         let place = codec::message_key(tenant.0, conv.0, id);
-        let v = i
-            .get(cf::MESSAGES, &place)?
-            .ok_or_else(|| Error::NotFound {
-                what: format!("message {id} of conversation {conv}"),
-            })?;
-        i.open_message(tenant.0, conv.0, id, &place, &v)
+        match i.get(cf::MESSAGES, &place)? {
+            Some(v) => i.open_message(tenant.0, conv.0, id, &place, &v),
+            None => Err(i.missing_message(tenant.0, conv.0, id)?),
+        }
     }
 
     /// Edits a message: the current revision moves to the `revisions` CF and the new body
@@ -1132,8 +1130,8 @@ impl Vault {
                     let (_, _, _, id) = codec::decode_time_key(&k)
                         .ok_or_else(|| Error::corrupt("time index entry", "bad key length"))?;
                     self.get(tenant, conv, id).map(Some).or_else(|e| match e {
-                        // An index entry whose message is gone (deleted range) is skipped.
-                        Error::NotFound { .. } => Ok(None),
+                        // An index entry whose message is gone, or expired, is skipped.
+                        Error::NotFound { .. } | Error::Expired { .. } => Ok(None),
                         e => Err(e),
                     })
                 });
@@ -1767,6 +1765,24 @@ impl Inner {
         Ok(ready)
     }
 
+    /// The error for a message id with no record: `Expired` when the id was handed out and the
+    /// conversation is under retention (a purge removed it; deletion leaves a marker, so nothing
+    /// else removes records), `NotFound` otherwise.
+    pub(crate) fn missing_message(&self, t: Iid, c: Iid, id: u64) -> Result<Error> {
+        let what = format!("message {id} of conversation #{c} in tenant #{t}");
+        let handed_out = id >= 1 && id < self.conv_state(t, c)?.next_id.load(Ordering::SeqCst);
+        let snap = self.retention.current();
+        let under_retention = snap.tenant(t).is_some_and(|tr| {
+            tr.watermark(c).is_some()
+                || matches!(tr.effective(c).retention, crate::Retention::Period { .. })
+        });
+        Ok(if handed_out && under_retention {
+            Error::Expired { what }
+        } else {
+            Error::NotFound { what }
+        })
+    }
+
     pub(crate) fn open_message(
         &self,
         t: Iid,
@@ -1811,6 +1827,9 @@ impl Inner {
                 what(),
                 "author in header and payload differ",
             ));
+        }
+        if header_author.is_none() && snap.is_expired(t, c, Some(p.author), h.sent_at_ms, now) {
+            return Err(Error::Expired { what: what() });
         }
         Ok(Message {
             id,

@@ -192,3 +192,22 @@ pub fn import_and_verify(v: &Vault, dir: &Path) -> (usize, u64, f64) {
     }
     (files.len(), total, secs)
 }
+
+/// A new vault on a fake clock.
+pub fn new_vault_with_clock(
+    start_ms: i64,
+) -> (tempfile::TempDir, Vault, Arc<StaticKeyProvider>, Arc<chatvault::FakeClock>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = provider();
+    let clock = chatvault::FakeClock::new(start_ms);
+    let v = Vault::create(dir.path().join("data"), p.clone(), options(&clock)).expect("create vault");
+    (dir, v, p, clock)
+}
+
+/// Vault options on the given fake clock.
+pub fn options(clock: &Arc<chatvault::FakeClock>) -> VaultOptions {
+    VaultOptions { clock: clock.clone(), ..VaultOptions::default() }
+}
+
+pub const DAY: i64 = 86_400_000;
+pub const HOUR: i64 = 3_600_000;
