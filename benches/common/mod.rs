@@ -188,7 +188,9 @@ impl Chatvault {
     pub fn create(dir: &Path, convs: usize) -> Self {
         let provider = Arc::new(StaticKeyProvider::single(SecretKey::generate().unwrap()));
         let vault = Vault::create(dir, provider.clone(), VaultOptions::default()).unwrap();
-        let t = vault.create_tenant("bench", TenantOptions::default()).unwrap();
+        let t = vault
+            .create_tenant("bench", TenantOptions::default())
+            .unwrap();
         let users: Vec<UserId> = (0..AUTHORS)
             .map(|i| {
                 vault
@@ -256,10 +258,18 @@ impl Engine for Chatvault {
     fn append(&self, conv: usize, author: usize, sent_at_ms: i64, line: &Line) -> u64 {
         let mut m = NewMessage::text(self.users[author], sent_at_ms, line.body.clone());
         m.kind = line.kind;
-        self.vault.append(self.t, self.convs[conv], m).unwrap()
+        self.vault
+            .append(self.t, self.convs[conv], m)
+            .unwrap()
+            .stored()
+            .unwrap()
     }
     fn get(&self, conv: usize, id: u64) -> usize {
-        self.vault.get(self.t, self.convs[conv], id).unwrap().body.len()
+        self.vault
+            .get(self.t, self.convs[conv], id)
+            .unwrap()
+            .body
+            .len()
     }
     fn page(&self, conv: usize, from: u64) -> usize {
         let p = self
@@ -384,6 +394,28 @@ impl RawRocks {
         let counter = KeyBuf::tag(NEXT_MSG_ID).u64(t).u64(c).into_vec();
         b.merge_cf(&meta, counter, (first + msgs.len() as u64).to_le_bytes());
         db.write_opt(b, &self.write_opts).unwrap();
+    }
+
+    /// Streams a whole conversation in id order, decoding each payload: (messages, body bytes).
+    pub fn scan(&self, conv: usize) -> (u64, u64) {
+        let c = self.convs[conv].0;
+        let prefix = KeyBuf::new().u64(self.t).u64(c).into_vec();
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(prefix.clone());
+        ro.set_iterate_upper_bound(codec::prefix_successor(&prefix).unwrap());
+        let mut it = self
+            .db
+            .raw_iterator_cf_opt(&self.db.cf_handle(CF_MESSAGES).unwrap(), ro);
+        it.seek(&prefix);
+        let (mut n, mut bytes) = (0, 0);
+        while it.valid() {
+            let p: Payload = postcard::from_bytes(it.value().unwrap()).unwrap();
+            bytes += p.body.len() as u64;
+            n += 1;
+            it.next();
+        }
+        it.status().unwrap();
+        (n, bytes)
     }
 
     /// A plaintext record in meta (the import's tenants, users, conversations, members).
@@ -643,11 +675,18 @@ pub trait Importer {
     fn import_files(&self, files: &[PathBuf]) -> u64;
 }
 
-impl Importer for Chatvault {
+/// A new, empty vault in `dir` (for the import), and its root key provider.
+pub fn empty_vault(dir: &Path) -> (Vault, Arc<StaticKeyProvider>) {
+    let provider = Arc::new(StaticKeyProvider::single(SecretKey::generate().unwrap()));
+    let vault = Vault::create(dir, provider.clone(), VaultOptions::default()).unwrap();
+    (vault, provider)
+}
+
+impl Importer for Vault {
     fn import_files(&self, files: &[PathBuf]) -> u64 {
         let mut n = 0;
         for f in files {
-            let r = chatvault::import::import_irc_file(&self.vault, f, |_| true).unwrap();
+            let r = chatvault::import::import_irc_file(self, f, |_| true).unwrap();
             assert!(r.completed);
             n += r.messages_written;
         }
@@ -695,7 +734,11 @@ impl Importer for RawRocks {
             let log = parse_file(f);
             let t = self.iid(0, &log.channel, |i| {
                 let mut b = WriteBatch::default();
-                self.put_meta(&mut b, KeyBuf::tag(0x01).u64(i).into_vec(), log.channel.as_bytes());
+                self.put_meta(
+                    &mut b,
+                    KeyBuf::tag(0x01).u64(i).into_vec(),
+                    log.channel.as_bytes(),
+                );
                 self.put_meta(
                     &mut b,
                     KeyBuf::tag(0x06).bytes(log.channel.as_bytes()).into_vec(),
@@ -752,7 +795,11 @@ impl Importer for RawRocks {
                         KeyBuf::tag(0x03).u64(t).u64(i).u64(*u).into_vec(),
                         &joined.to_be_bytes(),
                     );
-                    self.put_meta(&mut b, KeyBuf::tag(0x04).u64(t).u64(*u).u64(i).into_vec(), &[]);
+                    self.put_meta(
+                        &mut b,
+                        KeyBuf::tag(0x04).u64(t).u64(*u).u64(i).into_vec(),
+                        &[],
+                    );
                 }
                 self.db.write_opt(b, &self.write_opts).unwrap();
             });
@@ -802,9 +849,11 @@ impl Importer for SqlCipher {
             )
             .unwrap();
             let t: i64 = tx
-                .query_row("SELECT id FROM tenants WHERE name = ?1", [&log.channel], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT id FROM tenants WHERE name = ?1",
+                    [&log.channel],
+                    |r| r.get(0),
+                )
                 .unwrap();
             let mut users: HashMap<&str, i64> = HashMap::new();
             let mut members = Vec::new();
