@@ -28,6 +28,14 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throug
 /// Messages loaded for the read workloads.
 const READ_SET: usize = 20_000;
 
+/// `CHATVAULT_BENCH_ENGINES=chatvault,rocksdb` limits the engines set up (the report script
+/// profiles one engine at a time); all three by default.
+fn wanted(engine: &str) -> bool {
+    std::env::var("CHATVAULT_BENCH_ENGINES")
+        .map(|v| v.split(',').any(|e| e.trim() == engine))
+        .unwrap_or(true)
+}
+
 struct Stores {
     _dir: tempfile::TempDir,
     engines: Vec<Box<dyn Engine>>,
@@ -36,11 +44,25 @@ struct Stores {
 /// One store of each engine in a fresh temporary directory, each with `convs` conversations.
 fn stores(convs: usize) -> Stores {
     let dir = tempfile::tempdir().unwrap();
-    let engines: Vec<Box<dyn Engine>> = vec![
-        Box::new(Chatvault::create(&dir.path().join("chatvault"), convs)),
-        Box::new(RawRocks::create(&dir.path().join("rocksdb"), convs)),
-        Box::new(SqlCipher::create(&dir.path().join("sqlcipher.db"), convs)),
-    ];
+    let mut engines: Vec<Box<dyn Engine>> = Vec::new();
+    if wanted("chatvault") {
+        engines.push(Box::new(Chatvault::create(
+            &dir.path().join("chatvault"),
+            convs,
+        )));
+    }
+    if wanted("rocksdb") {
+        engines.push(Box::new(RawRocks::create(
+            &dir.path().join("rocksdb"),
+            convs,
+        )));
+    }
+    if wanted("sqlcipher") {
+        engines.push(Box::new(SqlCipher::create(
+            &dir.path().join("sqlcipher.db"),
+            convs,
+        )));
+    }
     Stores { _dir: dir, engines }
 }
 
@@ -135,6 +157,9 @@ fn reads(c: &mut Criterion, lines: &[Line]) {
     drop(s);
 
     // Cold: the same data in a vault reopened with a key cache of one entry.
+    if !wanted("chatvault") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let cv = Chatvault::create(&dir.path().join("chatvault"), 1);
     load(&cv, 0, lines, READ_SET);
@@ -159,6 +184,9 @@ fn import(c: &mut Criterion, label: &str, files: &[std::path::PathBuf]) {
     g.measurement_time(Duration::from_secs(1));
     let mut messages = 0;
     for engine in ["chatvault", "rocksdb", "sqlcipher"] {
+        if !wanted(engine) {
+            continue;
+        }
         g.bench_function(engine, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
