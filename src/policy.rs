@@ -811,6 +811,20 @@ impl Vault {
                     }
                 }
             }
+            // Two more version edits (tiny flushes of the purge time): the first rolls the
+            // MANIFEST onto a snapshot of the live files only (see `db_options`), the second's
+            // clean-up deletes the MANIFEST that still named the removed files.
+            for _ in 0..2 {
+                let mut b = WriteBatch::default();
+                b.put_cf(
+                    &i.cf(cf::META)?,
+                    [codec::meta::LAST_PURGE],
+                    now.to_be_bytes(),
+                );
+                i.write_sync(b, "recording the purge")?;
+                i.db.flush_cf(&i.cf(cf::META)?)
+                    .map_err(Error::storage("flushing"))?;
+            }
             let (files, found) = self.scan_files(&ac)?;
             report.files_scanned = files;
             report.remaining_records = found;
@@ -842,7 +856,7 @@ impl Vault {
         Ok(n)
     }
 
-    /// Counts needle occurrences in every SST and WAL file of the data directory.
+    /// Counts needle occurrences in every SST, WAL and MANIFEST file of the data directory.
     fn scan_files(&self, ac: &AhoCorasick) -> Result<(u64, u64)> {
         let dir = &self.inner.path;
         let mut files = 0;
@@ -851,7 +865,10 @@ impl Vault {
             let p = entry.map_err(Error::io("listing", dir))?.path();
             let is_data = p
                 .extension()
-                .is_some_and(|e| e == "sst" || e == "log" || e == "blob");
+                .is_some_and(|e| e == "sst" || e == "log" || e == "blob")
+                || p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("MANIFEST-"));
             if !is_data {
                 continue;
             }

@@ -223,7 +223,21 @@ fn db_options() -> Options {
     // Write the OPTIONS file and fsync the directory as RocksDB does by default; paranoid
     // checks stop the vault on a background error rather than continue on bad data.
     o.set_paranoid_checks(true);
-    o
+    // Roll the MANIFEST on every version edit, so that it holds only the live files' metadata:
+    // the smallest and largest keys of files removed by a purge (which can be time-index keys of
+    // expired messages) do not linger in its history. Costs one small snapshot per flush or
+    // compaction.
+    o.set_max_manifest_file_size(1);
+    // RocksDB 10 auto-tunes the roll-over size (it only rolls when the MANIFEST is several
+    // times the size of a fresh one); 0 turns that off. Not wrapped by the rocksdb crate, so set
+    // through RocksDB's options-string parser.
+    match o.get_options_from_string("max_manifest_space_amp_pct=0") {
+        Ok(tuned) => tuned,
+        Err(e) => {
+            tracing::warn!("cannot set max_manifest_space_amp_pct: {e}");
+            o
+        }
+    }
 }
 
 impl Vault {

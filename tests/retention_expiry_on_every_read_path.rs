@@ -16,7 +16,10 @@ fn one_day(v: &Vault, t: chatvault::TenantId) {
         t,
         Actor::operator(),
         TenantPolicy {
-            default: Policy { retention: Retention::period_ms(DAY as u64).unwrap(), ..Default::default() },
+            default: Policy {
+                retention: Retention::period_ms(DAY as u64).unwrap(),
+                ..Default::default()
+            },
             members_may_change: false,
         },
     )
@@ -24,7 +27,10 @@ fn one_day(v: &Vault, t: chatvault::TenantId) {
 }
 
 fn ids(v: &Vault, f: &common::Fixture) -> Vec<u64> {
-    v.messages(f.t, f.c, None, Direction::Forward).unwrap().map(|m| m.unwrap().id).collect()
+    v.messages(f.t, f.c, None, Direction::Forward)
+        .unwrap()
+        .map(|m| m.unwrap().id)
+        .collect()
 }
 
 #[test]
@@ -33,7 +39,10 @@ fn every_read_path_hides_a_message_from_the_instant_it_expires() {
     let f = common::fixture(&v, "acme", TenantOptions::default());
     one_day(&v, f.t);
     for (n, at) in [T0, T0 + HOUR, T0 + 2 * HOUR].iter().enumerate() {
-        v.append(f.t, f.c, NewMessage::text(f.alice, *at, format!("m{n}"))).unwrap().stored().unwrap();
+        v.append(f.t, f.c, NewMessage::text(f.alice, *at, format!("m{n}")))
+            .unwrap()
+            .stored()
+            .unwrap();
     }
     // One millisecond before the first message's retention ends: all visible.
     clock.set(T0 + DAY - 1);
@@ -44,14 +53,28 @@ fn every_read_path_hides_a_message_from_the_instant_it_expires() {
     assert!(matches!(v.get(f.t, f.c, 1), Err(Error::Expired { .. })));
     assert_eq!(v.get(f.t, f.c, 2).unwrap().body, "m1");
     assert_eq!(ids(&v, &f), vec![2, 3]);
-    let back: Vec<_> = v.messages(f.t, f.c, None, Direction::Backward).unwrap().map(|m| m.unwrap().id).collect();
+    let back: Vec<_> = v
+        .messages(f.t, f.c, None, Direction::Backward)
+        .unwrap()
+        .map(|m| m.unwrap().id)
+        .collect();
     assert_eq!(back, vec![3, 2]);
     let page = v.page(f.t, f.c, None, Direction::Forward, 50).unwrap();
-    assert_eq!(page.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![2, 3]);
-    let by_time: Vec<_> = v.messages_between(f.t, f.c, T0 - DAY, T0 + DAY).unwrap().map(|m| m.unwrap().id).collect();
+    assert_eq!(
+        page.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    let by_time: Vec<_> = v
+        .messages_between(f.t, f.c, T0 - DAY, T0 + DAY)
+        .unwrap()
+        .map(|m| m.unwrap().id)
+        .collect();
     assert_eq!(by_time, vec![2, 3]);
     assert_eq!(v.message_count(f.t, f.c).unwrap(), 2);
-    assert!(matches!(v.revisions(f.t, f.c, 1), Err(Error::Expired { .. })));
+    assert!(matches!(
+        v.revisions(f.t, f.c, 1),
+        Err(Error::Expired { .. })
+    ));
     // The newest message expires too, in a conversation with no recent activity.
     clock.set(T0 + 30 * DAY);
     assert!(ids(&v, &f).is_empty());
@@ -66,15 +89,21 @@ fn expiry_holds_in_memtable_flushed_files_bottommost_level_and_after_wal_replay(
     let (d, v, p, clock) = common::new_vault_with_clock(T0);
     let f = common::fixture(&v, "acme", TenantOptions::default());
     one_day(&v, f.t);
-    v.append(f.t, f.c, NewMessage::text(f.alice, T0, "old")).unwrap().stored().unwrap();
-    v.append(f.t, f.c, NewMessage::text(f.alice, T0 + DAY, "new")).unwrap().stored().unwrap();
+    v.append(f.t, f.c, NewMessage::text(f.alice, T0, "old"))
+        .unwrap()
+        .stored()
+        .unwrap();
+    v.append(f.t, f.c, NewMessage::text(f.alice, T0 + DAY, "new"))
+        .unwrap()
+        .stored()
+        .unwrap();
     clock.set(T0 + DAY + HOUR);
     let check = |v: &Vault| {
         assert!(matches!(v.get(f.t, f.c, 1), Err(Error::Expired { .. })));
         assert_eq!(v.get(f.t, f.c, 2).unwrap().body, "new");
     };
     check(&v); // memtable
-    // Restart without a flush: the records come back from the WAL.
+               // Restart without a flush: the records come back from the WAL.
     drop(v);
     let v = Vault::open(d.path().join("data"), p.clone(), common::options(&clock)).unwrap();
     check(&v);
@@ -98,18 +127,40 @@ fn appending_a_message_that_is_already_expired_fails_with_expired() {
     }
     // Its epoch key is destroyed by a purge once the epoch has wholly expired; appending into
     // that epoch stays refused even after the period is lengthened.
-    v.append(f.t, f.c, NewMessage::text(f.alice, T0 + 10 * DAY - HOUR, "recent")).unwrap().stored().unwrap();
+    v.append(
+        f.t,
+        f.c,
+        NewMessage::text(f.alice, T0 + 10 * DAY - HOUR, "recent"),
+    )
+    .unwrap()
+    .stored()
+    .unwrap();
     clock.set(T0 + 12 * DAY);
     let r = v.purge(Default::default()).unwrap();
     assert!(r.complete);
-    assert!(r.conversations.iter().map(|c| c.epoch_keys_destroyed).sum::<u64>() >= 1, "{r:?}");
-    v.set_tenant_policy(f.t, Actor::operator(), TenantPolicy::default()).unwrap();
+    assert!(
+        r.conversations
+            .iter()
+            .map(|c| c.epoch_keys_destroyed)
+            .sum::<u64>()
+            >= 1,
+        "{r:?}"
+    );
+    v.set_tenant_policy(f.t, Actor::operator(), TenantPolicy::default())
+        .unwrap();
     assert!(matches!(
-        v.append(f.t, f.c, NewMessage::text(f.alice, T0 + 10 * DAY - HOUR, "again")),
+        v.append(
+            f.t,
+            f.c,
+            NewMessage::text(f.alice, T0 + 10 * DAY - HOUR, "again")
+        ),
         Err(Error::Expired { .. })
     ));
     // A new epoch is fine.
-    v.append(f.t, f.c, NewMessage::text(f.alice, T0 + 12 * DAY, "today")).unwrap().stored().unwrap();
+    v.append(f.t, f.c, NewMessage::text(f.alice, T0 + 12 * DAY, "today"))
+        .unwrap()
+        .stored()
+        .unwrap();
 }
 
 #[test]
@@ -120,10 +171,16 @@ fn the_clock_is_utc_milliseconds_and_local_time_zone_has_no_effect() {
         let (_d, v, _p, clock) = common::new_vault_with_clock(T0);
         let f = common::fixture(&v, "acme", TenantOptions::default());
         one_day(&v, f.t);
-        v.append(f.t, f.c, NewMessage::text(f.alice, T0, "x")).unwrap().stored().unwrap();
+        v.append(f.t, f.c, NewMessage::text(f.alice, T0, "x"))
+            .unwrap()
+            .stored()
+            .unwrap();
         clock.set(T0 + DAY - 1);
         assert!(v.get(f.t, f.c, 1).is_ok(), "{tz}");
         clock.set(T0 + DAY);
-        assert!(matches!(v.get(f.t, f.c, 1), Err(Error::Expired { .. })), "{tz}");
+        assert!(
+            matches!(v.get(f.t, f.c, 1), Err(Error::Expired { .. })),
+            "{tz}"
+        );
     }
 }
