@@ -313,6 +313,7 @@ impl Vault {
         let _c = self.inner.create_lock.lock();
         self.log_change(t, &actor, None, change, now, &mut batch)?;
         self.inner.write_sync(batch, "setting a tenant policy")?;
+        tracing::info!(tenant = t, ?policy, "tenant retention policy set");
         tr.policy = policy;
         self.publish(t, tr);
         Ok(())
@@ -411,6 +412,13 @@ impl Vault {
         self.log_change(t, &actor, Some(conv), change, now, &mut batch)?;
         self.inner
             .write_sync(batch, "setting a conversation policy")?;
+        tracing::info!(
+            tenant = t,
+            conversation = conv.0,
+            ?policy,
+            delete_existing,
+            "conversation policy set"
+        );
         tr.overrides.insert(conv.0, policy);
         self.publish(t, tr);
         Ok(())
@@ -495,6 +503,7 @@ impl Vault {
             &mut batch,
         )?;
         self.inner.write_sync(batch, "placing a legal hold")?;
+        tracing::info!(tenant = t, hold = id, ?scope, "legal hold placed");
         tr.holds.insert(id, rec.clone());
         self.publish(t, tr);
         Ok(hold_of(id, rec))
@@ -534,6 +543,7 @@ impl Vault {
             )?;
         }
         self.inner.write_sync(batch, "releasing a legal hold")?;
+        tracing::info!(tenant = t, hold, "legal hold released");
         self.publish(t, tr.clone());
         // Remove what was kept only because of this hold: revisions of deleted messages.
         let convs = match rec.scope {
@@ -781,6 +791,10 @@ impl Vault {
                 batch.put_cf(&i.cf(cf::META)?, place, enc(w)?);
             }
             i.write_sync(batch, "destroying expired epoch keys")?;
+            tracing::info!(
+                conversations = destroy.len(),
+                "expired epoch keys destroyed"
+            );
             for (t, tr) in changed {
                 self.publish(t, tr);
             }
@@ -828,6 +842,12 @@ impl Vault {
             let (files, found) = self.scan_files(&ac)?;
             report.files_scanned = files;
             report.remaining_records = found;
+            tracing::debug!(
+                attempt = report.attempts,
+                files,
+                found,
+                "purge verification"
+            );
             if found == 0 {
                 report.complete = true;
                 break;
@@ -837,6 +857,12 @@ impl Vault {
                 break;
             }
         }
+        tracing::info!(
+            expired = report.expired_records(),
+            complete = report.complete,
+            attempts = report.attempts,
+            "purge finished"
+        );
         Ok(report)
     }
 

@@ -327,6 +327,7 @@ impl Vault {
             inner: Arc::new(inner),
         };
         vault.load_retention()?;
+        tracing::info!(path = %path.display(), "vault opened");
         Ok(vault)
     }
 
