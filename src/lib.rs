@@ -12,6 +12,10 @@
 //!   and their AAD binds them to their place, so a record moved or swapped fails to open.
 //! - **No plaintext on disk.** RocksDB keys hold internal ids only; names go through an HMAC
 //!   blind index; bodies, names and profiles exist only sealed.
+//! - **Retention and legal holds.** Per-tenant defaults and per-conversation overrides (history
+//!   off, a retention period), legal holds by tenant, conversation or custodian; expired messages
+//!   are hidden by every read from the instant they expire (on an injectable UTC [`Clock`]) and
+//!   removed from every file by [`Vault::purge`], which verifies the result by a raw scan.
 //! - **Crypto-shredding ready.** Every key is its own wrapped record with a version, so
 //!   destroying one key makes exactly the data under it unreadable.
 //!
@@ -28,8 +32,10 @@
 //! let t = vault.create_tenant("acme", TenantOptions::default())?;
 //! let alice = vault.create_user(t, "alice@acme", UserProfile { display_name: "Alice".into() })?;
 //! let c = vault.create_conversation(t, "general", ConversationKind::Group, None, &[(alice, 0)])?;
-//! let id = vault.append(t, c, NewMessage::text(alice, 1_700_000_000_000, "hello"))?;
-//! assert_eq!(vault.get(t, c, id)?.body, "hello");
+//! // `append` says whether the message was stored (a conversation may have history off).
+//! if let Some(id) = vault.append(t, c, NewMessage::text(alice, 1_700_000_000_000, "hello"))?.stored() {
+//!     assert_eq!(vault.get(t, c, id)?.body, "hello");
+//! }
 //! let page = vault.page(t, c, None, Direction::Backward, 50)?;
 //! # Ok(()) }
 //! ```
