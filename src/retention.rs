@@ -536,6 +536,63 @@ mod tests {
         assert_eq!(w.for_author(Some(7)), 200);
     }
 
+    fn filter_with(snapshot: Snapshot, now_ms: i64, kind: FilterKind) -> ExpiryFilter {
+        ExpiryFilter {
+            snapshot: Arc::new(snapshot),
+            now_ms,
+            kind,
+            name: CString::from(c"test"),
+        }
+    }
+
+    #[test]
+    fn the_filter_keeps_what_it_cannot_parse_and_removes_only_expired_records() {
+        use rocksdb::compaction_filter::{CompactionFilter, Decision};
+        let mut tr = TenantRetention::default();
+        tr.policy.default.retention = Retention::Period { ms: 60_000 };
+        let mut s = Snapshot::default();
+        s.tenants.insert(1, Arc::new(tr));
+        let mut f = filter_with(s.clone(), 1_000_000, FilterKind::Records);
+        let key = codec::message_key(1, 2, 3);
+        for junk in [&b""[..], &b"\x01"[..], &[0xFF; 80][..], &[1u8; 30][..]] {
+            assert!(matches!(f.filter(0, &key, junk), Decision::Keep));
+            assert!(matches!(f.filter(0, junk, junk), Decision::Keep));
+        }
+        // A well-formed header: old enough is removed, recent is kept, other tenants kept.
+        let header = |sent: i64| {
+            let h = RecordHeader {
+                kind: crate::envelope::RecordKind::Message,
+                revision: 0,
+                epoch: 0,
+                epoch_version: 1,
+                author: 5,
+                author_version: 1,
+                sent_at_ms: sent,
+            };
+            let k = crate::keys::SecretKey::from_bytes([7; 32]);
+            crate::envelope::seal_record(&k.cipher(), &h, &key, b"x").unwrap()
+        };
+        assert!(matches!(f.filter(0, &key, &header(0)), Decision::Remove));
+        assert!(matches!(
+            f.filter(0, &key, &header(999_000)),
+            Decision::Keep
+        ));
+        let other = codec::message_key(9, 2, 3);
+        assert!(matches!(f.filter(0, &other, &header(0)), Decision::Keep));
+        // The time index: decided from the key's time and the value's author.
+        let mut ti = filter_with(s, 1_000_000, FilterKind::TimeIndex);
+        let tk = codec::time_key(1, 2, 0, 3);
+        assert!(matches!(
+            ti.filter(0, &tk, &5u64.to_be_bytes()),
+            Decision::Remove
+        ));
+        assert!(matches!(
+            ti.filter(0, &codec::time_key(1, 2, 999_000, 3), &[]),
+            Decision::Keep
+        ));
+        assert!(matches!(ti.filter(0, &tk[..31], &[]), Decision::Keep));
+    }
+
     #[test]
     fn expiry_counts_from_sent_at_and_holds_stop_it() {
         let mut tr = TenantRetention::default();

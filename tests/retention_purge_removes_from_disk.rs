@@ -52,6 +52,15 @@ fn count_in_files(dir: &std::path::Path, needles: &[Vec<u8>]) -> usize {
         .sum()
 }
 
+/// A pseudo-random delay in 0..20 ms, different each round and run.
+fn rand_ms(round: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    (nanos ^ round.wrapping_mul(0x9E37_79B9)) % 20
+}
+
 fn one_day(v: &Vault, t: chatvault::TenantId) {
     let p = TenantPolicy {
         default: Policy {
@@ -172,7 +181,7 @@ fn an_open_iterator_makes_the_purge_incomplete_until_it_is_released() {
 
 #[test]
 fn purge_while_other_threads_keep_writing_to_other_conversations() {
-    for round in 0..3u64 {
+    for round in 0..5u64 {
         let now = 1_795_000_000_000;
         let (_d, v, _p, _clock) = common::new_vault_with_clock(now);
         let f = common::fixture(&v, "acme", TenantOptions::default());
@@ -214,7 +223,8 @@ fn purge_while_other_threads_keep_writing_to_other_conversations() {
                 })
             })
             .collect();
-        std::thread::sleep(std::time::Duration::from_millis(5 * round));
+        // Random timing: the purge starts at a random point of the writers' run.
+        std::thread::sleep(std::time::Duration::from_millis(rand_ms(round)));
         let r = v.purge(Default::default()).unwrap();
         stop.store(true, Ordering::Relaxed);
         let written: u64 = writers.into_iter().map(|h| h.join().unwrap()).sum();
