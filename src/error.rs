@@ -149,19 +149,21 @@ pub enum Error {
 
 fn storage_hint(e: &rocksdb::Error) -> &'static str {
     use rocksdb::ErrorKind as K;
+    // The lock first: RocksDB reports a held LOCK file as an I/O error ("IO error: While lock
+    // file: .../LOCK: Resource temporarily unavailable"), which is not a full disk.
+    let msg = e.as_ref();
+    if msg.contains("lock file") || msg.contains("/LOCK") || msg.contains("LOCK:") {
+        return " (another process holds this vault open: RocksDB allows one process per vault; \
+                stop that process, or run this operation as a library call inside it, as a \
+                backend serving the vault does)";
+    }
     match e.kind() {
         K::IOError => {
             " (an I/O error such as a full disk: free space, then retry or reopen the vault)"
         }
         K::Busy | K::TryAgain | K::TimedOut => " (transient: retry)",
         K::Corruption => " (RocksDB found corruption: run `chatvault verify`)",
-        _ => {
-            if e.as_ref().contains("lock") {
-                " (another process holds this vault open: RocksDB allows one writer process)"
-            } else {
-                ""
-            }
-        }
+        _ => "",
     }
 }
 

@@ -78,11 +78,13 @@ pub(crate) fn open(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey> 
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::NotFound {
+                // Shown as "... not found" (Error::NotFound).
                 what: format!(
-                    "vault at {} (no {KEYCHECK_FILE} file; create one with `chatvault init`)",
-                    dir.display()
+                    "vault at {}: its key-check file {}",
+                    dir.display(),
+                    path.display()
                 ),
-            })
+            });
         }
         Err(e) => return Err(Error::io("reading", &path)(e)),
     };

@@ -166,59 +166,120 @@ impl StaticKeyProvider {
     pub fn parse(text: &str) -> Result<Self, ProviderError> {
         let mut lines = text
             .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+            .enumerate()
+            .map(|(n, l)| (n + 1, l.trim()))
+            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
         match lines.next() {
-            Some(KEY_FILE_MAGIC) => {}
+            Some((_, KEY_FILE_MAGIC)) => {}
             _ => {
                 return Err(ProviderError::Unavailable(format!(
-                    "not a chatvault key file (first line must be `{KEY_FILE_MAGIC}`)"
+                    "not a chatvault key file (its first line that is not a comment must be \
+                     `{KEY_FILE_MAGIC}`)"
                 )))
             }
         }
-        Self::parse_key_lines(lines)
+        Self::parse_key_lines(lines, |n| format!("line {n}"), "key file")
     }
 
-    /// Parses the value of [`ROOT_KEY_ENV`].
+    /// Parses the value of [`ROOT_KEY_ENV`]: a bare 64-hex-digit key (version 1), or
+    /// `VERSION:HEX` entries separated by commas.
     pub fn parse_env_value(value: &str) -> Result<Self, ProviderError> {
         let value = value.trim();
-        if value.len() == 2 * KEY_LEN && !value.contains(':') {
-            return Self::parse_key_lines(std::iter::once(format!("1:{value}").as_str()));
+        let expected = "expected the root key as 64 hex digits, or `VERSION:HEX` entries \
+                        separated by commas (as in the key file)";
+        if value.is_empty() {
+            return Err(ProviderError::Unavailable(format!(
+                "{ROOT_KEY_ENV} is set but empty: set it to the root key ({expected}), or \
+                 unset it to use a key file"
+            )));
         }
-        Self::parse_key_lines(value.split(',').map(str::trim))
+        if !value.contains(':') {
+            // A bare key. Never echo it: it may be a real key with a typo.
+            let hex_digits = value.chars().filter(char::is_ascii_hexdigit).count();
+            let n = value.chars().count();
+            if n == 2 * KEY_LEN && hex_digits == n {
+                return Self::parse_key_lines(
+                    std::iter::once((1, format!("1:{value}").as_str())),
+                    |_| String::new(),
+                    ROOT_KEY_ENV,
+                );
+            }
+            let what = if hex_digits == n {
+                format!("{n} hex digits")
+            } else {
+                format!("{n} characters, {} of them not hex digits", n - hex_digits)
+            };
+            return Err(ProviderError::Unavailable(format!(
+                "{ROOT_KEY_ENV} is not a valid root key: {expected}; it holds {what}"
+            )));
+        }
+        Self::parse_key_lines(
+            value
+                .split(',')
+                .map(str::trim)
+                .enumerate()
+                .map(|(n, l)| (n + 1, l)),
+            |n| format!("entry {n}"),
+            ROOT_KEY_ENV,
+        )
     }
 
-    fn parse_key_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Self, ProviderError> {
+    /// `loc` names an entry (`line 3`, `entry 2`) and `source` the whole (`CHATVAULT_ROOT_KEY`,
+    /// `the key file`), for error messages.
+    fn parse_key_lines<'a>(
+        lines: impl Iterator<Item = (usize, &'a str)>,
+        loc: impl Fn(usize) -> String,
+        source: &str,
+    ) -> Result<Self, ProviderError> {
+        let at = |n: usize| {
+            let l = loc(n);
+            if l.is_empty() {
+                format!("{source}: ")
+            } else {
+                format!("{source}, {l}: ")
+            }
+        };
         let mut keys: Vec<(u32, Aes256GcmSiv, SecretKey)> = Vec::new();
-        for line in lines {
+        for (n, line) in lines {
             let (v, hexkey) = line.split_once(':').ok_or_else(|| {
-                ProviderError::Unavailable("key line must be `VERSION:HEX`".into())
+                ProviderError::Unavailable(format!(
+                    "{}expected `VERSION:HEX` (a key version, a colon, 64 hex digits)",
+                    at(n)
+                ))
             })?;
             let version: u32 = v.trim().parse().map_err(|_| {
-                ProviderError::Unavailable("key version must be a positive integer".into())
+                ProviderError::Unavailable(format!(
+                    "{}the key version before `:` must be a positive integer",
+                    at(n)
+                ))
             })?;
             if version == 0 {
-                return Err(ProviderError::Unavailable(
-                    "key version 0 is reserved".into(),
-                ));
+                return Err(ProviderError::Unavailable(format!(
+                    "{}key version 0 is reserved; versions start at 1",
+                    at(n)
+                )));
             }
             let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
             hex::decode_to_slice(hexkey.trim(), bytes.as_mut()).map_err(|_| {
                 ProviderError::Unavailable(format!(
-                    "root key version {version} must be exactly {} hex digits",
+                    "{}the key after `{version}:` must be exactly {} hex digits",
+                    at(n),
                     2 * KEY_LEN
                 ))
             })?;
             if keys.iter().any(|(v, _, _)| *v == version) {
                 return Err(ProviderError::Unavailable(format!(
-                    "root key version {version} appears twice"
+                    "{}root key version {version} appears twice",
+                    at(n)
                 )));
             }
             let key = SecretKey::from_bytes(*bytes);
             keys.push((version, key.cipher(), key));
         }
         if keys.is_empty() {
-            return Err(ProviderError::Unavailable("no root key found".into()));
+            return Err(ProviderError::Unavailable(format!(
+                "{source} holds no root key (expected `VERSION:HEX` lines)"
+            )));
         }
         keys.sort_by_key(|(v, _, _)| *v);
         Ok(StaticKeyProvider { keys })
@@ -227,27 +288,75 @@ impl StaticKeyProvider {
     /// Loads a key file. Refuses a file that others can read (mode must not grant group or
     /// other any access) on Unix.
     pub fn from_file(path: &Path) -> Result<Self, ProviderError> {
+        let unavailable = |msg: String| ProviderError::Unavailable(msg);
+        let meta = std::fs::metadata(path).map_err(|e| {
+            unavailable(if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "key file {} does not exist; pass the key file that `chatvault init` wrote",
+                    path.display()
+                )
+            } else {
+                format!("cannot read key file {}: {e}", path.display())
+            })
+        })?;
+        if meta.is_dir() {
+            return Err(unavailable(format!(
+                "key file {} is a directory; pass the path of the key file itself (the file \
+                 that `chatvault init` wrote)",
+                path.display()
+            )));
+        }
+        if !meta.is_file() {
+            return Err(unavailable(format!(
+                "key file {} is not a regular file; pass the key file that `chatvault init` wrote",
+                path.display()
+            )));
+        }
+        let not_a_key_file = || {
+            unavailable(format!(
+                "{} is not a chatvault key file (its first line that is not a comment must be \
+                 `{KEY_FILE_MAGIC}`); pass the key file that `chatvault init` wrote",
+                path.display()
+            ))
+        };
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                not_a_key_file()
+            } else {
+                unavailable(format!("cannot read key file {}: {e}", path.display()))
+            }
+        })?);
+        // Is it a key file at all? (Before the mode check, so that a wrong path is not met
+        // with advice to chmod it.)
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'));
+        if first != Some(KEY_FILE_MAGIC) {
+            return Err(not_a_key_file());
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let meta = std::fs::metadata(path).map_err(|e| {
-                ProviderError::Unavailable(format!("key file {}: {e}", path.display()))
-            })?;
             let mode = meta.permissions().mode();
             if mode & 0o077 != 0 {
-                return Err(ProviderError::Unavailable(format!(
-                    "key file {} has mode {:o}; it must not be readable by group or others: \
-                     run `chmod 600 {}`",
+                return Err(unavailable(format!(
+                    "key file {} has mode {:o}, so group or others may read it; make it \
+                     private with `chmod 600 {}`",
                     path.display(),
                     mode & 0o777,
                     path.display()
                 )));
             }
         }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            ProviderError::Unavailable(format!("key file {}: {e}", path.display()))
-        })?);
-        Self::parse(&text)
+        // Name the file in parse errors ("key file, line 3: ..." -> "key file P, line 3: ...").
+        Self::parse(&text).map_err(|e| match e {
+            ProviderError::Unavailable(m) => unavailable(match m.strip_prefix("key file") {
+                Some(rest) => format!("key file {}{rest}", path.display()),
+                None => format!("{} is {m}", path.display()),
+            }),
+            e => e,
+        })
     }
 
     /// Loads the root key from [`ROOT_KEY_ENV`] if it is set, else from `key_file`.
@@ -259,7 +368,8 @@ impl StaticKeyProvider {
         match key_file {
             Some(p) => Self::from_file(p),
             None => Err(ProviderError::Unavailable(format!(
-                "no root key: pass --key-file or set {ROOT_KEY_ENV}"
+                "no root key: pass --key-file (or set CHATVAULT_KEY_FILE) with the key file \
+                 that `chatvault init` wrote, or set {ROOT_KEY_ENV}"
             ))),
         }
     }

@@ -270,8 +270,8 @@ pub enum IrcParseError {
     },
     /// A log line matches none of the known shapes.
     #[error(
-        "{file}:{line}: cannot classify this line ({reason}): {excerpt:?}; fix or remove the \
-         line, or teach `import::irc` the shape if it is a real log format"
+        "{file}:{line}: this is not a line of a known IRC log format ({reason}): {excerpt:?}; \
+         fix or remove the line (`chatvault import irc --help` lists the formats read)"
     )]
     UnknownLine {
         /// The log file name.

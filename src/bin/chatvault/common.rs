@@ -1,0 +1,357 @@
+//! What every subcommand shares: the vault arguments, loading the root key, opening the vault
+//! (with the checks the library leaves to its caller), the output stream and formatting.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::bail;
+use chatvault::{
+    ConversationId, Error, History, ProviderError, Retention, StaticKeyProvider, TenantId, Vault,
+    VaultOptions, KEYCHECK_FILE, ROOT_KEY_ENV,
+};
+use clap::Args;
+use zeroize::Zeroizing;
+
+/// Where the vault is and how to unlock it.
+#[derive(Args, Clone, Debug)]
+pub struct VaultArgs {
+    /// Data directory of the vault.
+    #[arg(long, short = 'd', env = "CHATVAULT_DATA", value_name = "DIR")]
+    pub data: PathBuf,
+    /// Root key file, kept outside the data directory (`chatvault init` writes it). Instead,
+    /// the key itself may be in CHATVAULT_ROOT_KEY; giving both is an error.
+    #[arg(long, short = 'k', env = "CHATVAULT_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// An error that ends the program with a given exit code and a message that is already
+/// complete (no "caused by" lines follow it).
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Exit code of `purge` when expired records are still on disk.
+pub const EXIT_PURGE_INCOMPLETE: u8 = 3;
+
+/// CHATVAULT_ROOT_KEY, if set to something other than blanks (an empty variable counts as
+/// unset).
+pub fn root_key_env() -> Option<Zeroizing<String>> {
+    let v = Zeroizing::new(std::env::var(ROOT_KEY_ENV).ok()?);
+    if v.trim().is_empty() {
+        None
+    } else {
+        Some(v)
+    }
+}
+
+/// The root key: from CHATVAULT_ROOT_KEY or from the key file, never both.
+pub fn provider(args: &VaultArgs) -> anyhow::Result<Arc<StaticKeyProvider>> {
+    let unwrap_msg = |e: ProviderError| -> anyhow::Error {
+        match e {
+            // The message says it all; "key provider unavailable" would only add noise.
+            ProviderError::Unavailable(m) => anyhow::anyhow!(m),
+            e => e.into(),
+        }
+    };
+    let p = match (root_key_env(), &args.key_file) {
+        (Some(_), Some(file)) => bail!(
+            "both {ROOT_KEY_ENV} and a key file ({}, from --key-file or CHATVAULT_KEY_FILE) are \
+             given; give only one: unset {ROOT_KEY_ENV}, or drop --key-file and unset \
+             CHATVAULT_KEY_FILE",
+            file.display()
+        ),
+        (Some(value), None) => {
+            tracing::debug!("root key from {ROOT_KEY_ENV}");
+            StaticKeyProvider::parse_env_value(&value).map_err(unwrap_msg)?
+        }
+        (None, Some(file)) => {
+            refuse_key_inside_data(file, &args.data)?;
+            tracing::debug!(key_file = %file.display(), "root key from the key file");
+            StaticKeyProvider::from_file(file).map_err(unwrap_msg)?
+        }
+        (None, None) => bail!(
+            "no root key: pass --key-file FILE (or set CHATVAULT_KEY_FILE) with the key file \
+             that `chatvault init` wrote, or put the key itself in {ROOT_KEY_ENV}"
+        ),
+    };
+    Ok(Arc::new(p))
+}
+
+/// The absolute form of `p` with symbolic links resolved as far as the path exists (so that it
+/// works for paths not created yet).
+fn resolved(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    // Drop `.` and fold `..` lexically where nothing exists to canonicalize.
+    let mut existing = abs.clone();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(&existing) {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return normalize(&out);
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => return normalize(&abs),
+        }
+    }
+}
+
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether `inner` is `outer` or lies under it.
+pub fn is_inside(inner: &Path, outer: &Path) -> bool {
+    resolved(inner).starts_with(resolved(outer))
+}
+
+/// The root key must not live with the data it protects: a copy or backup of the data
+/// directory would then hold everything needed to read it.
+pub fn refuse_key_inside_data(key_file: &Path, data: &Path) -> anyhow::Result<()> {
+    if is_inside(key_file, data) {
+        bail!(
+            "the key file {} is inside the data directory {}: keep the root key apart from the \
+             data it protects (a copy or backup of the directory would otherwise carry its own \
+             key). Move the key file out of the directory and pass its new path",
+            key_file.display(),
+            data.display()
+        );
+    }
+    Ok(())
+}
+
+/// Checks that `data` holds a vault, with a message that says what to do when it does not.
+fn require_vault(data: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(data) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+            "no vault at {} (the directory does not exist): create one with `chatvault init \
+             --data {} --key-file FILE`, or check the path",
+            data.display(),
+            data.display()
+        ),
+        Err(e) => bail!("cannot read the data directory {}: {e}", data.display()),
+        Ok(m) if !m.is_dir() => bail!(
+            "no vault at {}: it is a file, not a directory",
+            data.display()
+        ),
+        Ok(_) => {}
+    }
+    if !data.join(KEYCHECK_FILE).exists() {
+        bail!(
+            "no vault at {} (no {KEYCHECK_FILE} file): create one with `chatvault init`, or \
+             check the path",
+            data.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether a storage error is RocksDB's lock held by another process.
+pub fn is_lock_error(e: &Error) -> bool {
+    match e {
+        Error::Storage { source, .. } => {
+            let m = source.as_ref();
+            m.contains("lock file") || m.contains("/LOCK") || m.contains("LOCK:")
+        }
+        _ => false,
+    }
+}
+
+/// Opens the vault. `call` names the library function a backend that holds the vault would call
+/// instead of running this command (shown when another process holds the vault).
+pub fn open(args: &VaultArgs, call: &str) -> anyhow::Result<Vault> {
+    require_vault(&args.data)?;
+    let p = provider(args)?;
+    match Vault::open(&args.data, p, VaultOptions::default()) {
+        Ok(v) => {
+            tracing::debug!(path = %args.data.display(), "vault open for the command");
+            Ok(v)
+        }
+        Err(e) if is_lock_error(&e) => Err(Failure {
+            code: 1,
+            message: format!(
+                "the vault at {} is held by another process, probably the backend that serves \
+                 it: RocksDB lets one process at a time open a vault, and this command needs it \
+                 to itself. Run it while that process is stopped, or have that process make \
+                 this call itself through the library: {call}",
+                args.data.display()
+            ),
+        }
+        .into()),
+        Err(e @ Error::WrongRootKey { .. }) => Err(e.into()),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context(format!("cannot open the vault at {}", args.data.display()))),
+    }
+}
+
+/// The tenant named `name`, or an error that says how to find the right name.
+pub fn tenant(v: &Vault, name: &str) -> anyhow::Result<TenantId> {
+    match v.tenant(name) {
+        Ok(t) => Ok(t),
+        Err(Error::NotFound { .. }) => {
+            bail!("no tenant named {name:?} in this vault (`chatvault ls` lists the tenants)")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The conversation `name` of tenant `tenant_name`, or an error that says how to find it.
+pub fn conversation(
+    v: &Vault,
+    t: TenantId,
+    tenant_name: &str,
+    name: &str,
+) -> anyhow::Result<ConversationId> {
+    match v.conversation_id(t, name) {
+        Ok(c) => Ok(c),
+        Err(Error::NotFound { .. }) => bail!(
+            "tenant {tenant_name:?} has no conversation {name:?} (`chatvault ls {tenant_name}` \
+             lists its conversations)"
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A user of a tenant by external id (an IRC nick for imported logs).
+pub fn user(
+    v: &Vault,
+    t: TenantId,
+    tenant_name: &str,
+    name: &str,
+) -> anyhow::Result<chatvault::UserId> {
+    match v.user_id(t, name) {
+        Ok(u) => Ok(u),
+        Err(Error::NotFound { .. }) => bail!(
+            "tenant {tenant_name:?} has no user {name:?} (for imported IRC logs, users are \
+             nicks as written in the log)"
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ------------------------------------------------------------------ output
+
+/// Standard output whose write errors say that writing the output failed (`read > /dev/full`
+/// would otherwise report a bare "No space left on device").
+pub struct Stdout(io::StdoutLock<'static>);
+
+impl Stdout {
+    pub fn new() -> Self {
+        Stdout(io::stdout().lock())
+    }
+}
+
+#[derive(Debug)]
+struct OutputError(io::Error);
+
+impl fmt::Display for OutputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "writing the output failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for OutputError {}
+
+fn output_error(e: io::Error) -> io::Error {
+    // The kind is kept, so a closed pipe is still recognised as one.
+    io::Error::new(e.kind(), OutputError(e))
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(output_error)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(output_error)
+    }
+}
+
+/// `1 message`, `2 messages`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// `1 conversation`, `2 conversations` (regular plurals).
+pub fn plural(n: u64, noun: &str) -> String {
+    count(n, noun, &format!("{noun}s"))
+}
+
+/// UTC time, RFC 3339 to the second.
+pub fn fmt_time(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+        .to_string()
+}
+
+pub fn fmt_history(h: History) -> &'static str {
+    match h {
+        History::On => "on",
+        History::Off => "off",
+    }
+}
+
+/// `forever`, `90 days`, `12 hours`, `30 minutes`, or milliseconds.
+pub fn fmt_retention(r: Retention) -> String {
+    const MINUTE: u64 = 60_000;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    match r {
+        Retention::Forever => "forever".into(),
+        Retention::Period { ms } if ms % DAY == 0 => plural(ms / DAY, "day"),
+        Retention::Period { ms } if ms % HOUR == 0 => plural(ms / HOUR, "hour"),
+        Retention::Period { ms } if ms % MINUTE == 0 => plural(ms / MINUTE, "minute"),
+        Retention::Period { ms } => format!("{ms} ms"),
+    }
+}
+
+/// `forever`, a number of milliseconds, or a duration such as `90d`, `12h`, `30m`, `1w`.
+pub fn parse_retention(s: &str) -> Result<Retention, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("forever") {
+        return Ok(Retention::Forever);
+    }
+    let ms = if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
+        s.parse::<u64>().map_err(|e| format!("{s:?}: {e}"))?
+    } else {
+        let d = humantime::parse_duration(s).map_err(|e| {
+            format!(
+                "{s:?} is not a duration ({e}); write e.g. 90d, 12h, 30m, 1w, a number of \
+                 milliseconds, or forever"
+            )
+        })?;
+        u64::try_from(d.as_millis()).map_err(|_| format!("{s:?} is too long"))?
+    };
+    Ok(Retention::Period { ms })
+}

@@ -1,0 +1,106 @@
+//! `chatvault purge [--dry-run]`: remove expired data from disk (`Vault::purge`).
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use chatvault::{PurgeOptions, PurgeReport, Vault};
+
+use crate::common::{self, count, plural, Failure, VaultArgs, EXIT_PURGE_INCOMPLETE};
+
+#[derive(clap::Args)]
+pub struct PurgeArgs {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// Only count what would be removed; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(args: &PurgeArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let v = common::open(&args.vault, "Vault::purge")?;
+    let r = v.purge(PurgeOptions {
+        dry_run: args.dry_run,
+        ..PurgeOptions::default()
+    })?;
+    tracing::info!(
+        dry_run = r.dry_run,
+        conversations = r.conversations.len(),
+        expired_records = r.expired_records(),
+        complete = r.complete,
+        attempts = r.attempts,
+        remaining_records = r.remaining_records,
+        files_scanned = r.files_scanned,
+        "purge finished"
+    );
+    print_report(&v, &r, out)?;
+    if r.dry_run || r.complete {
+        return Ok(());
+    }
+    Err(Failure {
+        code: EXIT_PURGE_INCOMPLETE,
+        message: format!(
+            "purge incomplete: {} still in the vault's data files after {}. Something holds \
+             old files open: in a backend, an open iterator or snapshot of the serving process \
+             pins them. Run the purge again once those are released (the expired messages are \
+             already hidden from every read)",
+            count(
+                r.remaining_records,
+                "expired record is",
+                "expired records are"
+            ),
+            plural(u64::from(r.attempts), "compaction pass")
+        ),
+    }
+    .into())
+}
+
+fn print_report(v: &Vault, r: &PurgeReport, out: &mut impl Write) -> anyhow::Result<()> {
+    let tenants: HashMap<_, _> = v.tenants()?.into_iter().map(|t| (t.id, t.name)).collect();
+    let (remove, destroy) = if r.dry_run {
+        ("would remove", "would destroy")
+    } else {
+        ("removed", "destroyed")
+    };
+    if r.conversations.is_empty() {
+        writeln!(out, "nothing has expired: nothing to purge")?;
+    }
+    for c in &r.conversations {
+        let tenant = tenants
+            .get(&c.tenant)
+            .cloned()
+            .unwrap_or_else(|| format!("tenant {}", c.tenant));
+        let conv = v
+            .conversation(c.tenant, c.conversation)
+            .map(|i| i.external_id)
+            .unwrap_or_else(|_| format!("conversation {}", c.conversation));
+        writeln!(
+            out,
+            "{tenant}/{conv}: {remove} {}, {}, {}; {destroy} {}",
+            plural(c.expired_messages, "expired message"),
+            plural(c.expired_revisions, "revision"),
+            count(c.expired_index_entries, "index entry", "index entries"),
+            plural(c.epoch_keys_destroyed, "epoch key")
+        )?;
+    }
+    if r.dry_run {
+        writeln!(
+            out,
+            "dry run: nothing was changed ({} found; run without --dry-run to purge)",
+            plural(r.expired_records(), "expired record")
+        )?;
+    } else if r.complete {
+        if !r.conversations.is_empty() {
+            writeln!(
+                out,
+                "purge complete: {} removed; none is left in the {} of the vault (checked after \
+                 {})",
+                plural(r.expired_records(), "expired record"),
+                plural(r.files_scanned, "data file"),
+                plural(u64::from(r.attempts), "compaction pass")
+            )?;
+        }
+    } else {
+        writeln!(out, "purge incomplete (see the error below)")?;
+    }
+    Ok(())
+}
