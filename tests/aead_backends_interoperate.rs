@@ -1,9 +1,11 @@
-//! chatvault's AES-256-GCM-SIV (RustCrypto `aes-gcm-siv`, through the same wrapper records use)
-//! and `aws-lc-rs`'s implement the same RFC 8452 algorithm: what one seals the other opens, and
-//! with the same key, nonce and AAD both give the same bytes. This keeps `aws-lc-rs` (measured
-//! against RustCrypto in `benches/aead.rs`, see BENCHMARKS.md) a drop-in backend: records sealed
-//! by either stay readable by the other.
+//! RustCrypto `aes-gcm-siv` and `aws-lc-rs` implement the same RFC 8452 AES-256-GCM-SIV: what
+//! one seals the other opens, and with the same key, nonce and AAD both give the same bytes. Both
+//! are checked against chatvault's own sealing wrapper (the code path records use, whichever
+//! backend it is built with), so either can be chatvault's backend and records sealed by one
+//! stay readable by the other. `benches/aead.rs` measures them (BENCHMARKS.md).
 
+use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::Aes256GcmSiv;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM_SIV};
 use chatvault::keys::{open_for_kat, seal_with_nonce_for_kat, NONCE_LEN, TAG_LEN};
 use chatvault::SecretKey;
@@ -57,6 +59,26 @@ fn aws_open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     Some(pt.to_vec())
 }
 
+/// `nonce || ciphertext || tag` with RustCrypto directly.
+fn rustcrypto_seal(key: &[u8; 32], nonce: &[u8; NONCE_LEN], aad: &[u8], pt: &[u8]) -> Vec<u8> {
+    let c = Aes256GcmSiv::new(key.into());
+    let mut out = nonce.to_vec();
+    out.extend(c.encrypt(nonce.into(), Payload { msg: pt, aad }).unwrap());
+    out
+}
+
+fn rustcrypto_open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    let c = Aes256GcmSiv::new(key.into());
+    c.decrypt(
+        sealed[..NONCE_LEN].into(),
+        Payload {
+            msg: &sealed[NONCE_LEN..],
+            aad,
+        },
+    )
+    .ok()
+}
+
 const SIZES: &[usize] = &[
     0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 300, 490, 4096, 65_536,
 ];
@@ -72,16 +94,24 @@ fn what_one_backend_seals_the_other_opens_and_the_bytes_are_equal() {
             let pt = g.vec(size);
             let sk = SecretKey::from_bytes(key);
 
-            let by_rustcrypto = seal_with_nonce_for_kat(&sk, &nonce, &aad, &pt).unwrap();
+            let by_chatvault = seal_with_nonce_for_kat(&sk, &nonce, &aad, &pt).unwrap();
+            let by_rustcrypto = rustcrypto_seal(&key, &nonce, &aad, &pt);
             let by_aws = aws_seal(&key, &nonce, &aad, &pt);
-            assert_eq!(by_rustcrypto.len(), NONCE_LEN + size + TAG_LEN);
+            assert_eq!(by_chatvault.len(), NONCE_LEN + size + TAG_LEN);
             assert_eq!(by_rustcrypto, by_aws, "size {size}, aad {aad_len}");
+            assert_eq!(by_chatvault, by_aws, "size {size}, aad {aad_len}");
 
+            for sealed in [&by_rustcrypto, &by_aws] {
+                assert_eq!(open_for_kat(&sk, &aad, sealed).as_deref(), Some(&pt[..]));
+            }
             assert_eq!(
                 aws_open(&key, &aad, &by_rustcrypto).as_deref(),
                 Some(&pt[..])
             );
-            assert_eq!(open_for_kat(&sk, &aad, &by_aws).as_deref(), Some(&pt[..]));
+            assert_eq!(
+                rustcrypto_open(&key, &aad, &by_aws).as_deref(),
+                Some(&pt[..])
+            );
         }
     }
 }
@@ -97,6 +127,7 @@ fn both_backends_refuse_what_the_other_sealed_once_altered() {
         let mut bad = sealed.clone();
         bad[i] ^= 0x01;
         assert_eq!(aws_open(&key, &aad, &bad), None, "byte {i}");
+        assert_eq!(rustcrypto_open(&key, &aad, &bad), None, "byte {i}");
         assert_eq!(open_for_kat(&sk, &aad, &bad), None, "byte {i}");
     }
     let mut other_aad = aad.clone();
