@@ -339,7 +339,7 @@ def render(args):
         w("")
         w(desc)
         w("")
-        w("| engine | time per iteration | 95% CI | messages/s | speed vs chatvault |")
+        w("| engine | time per iteration | 95% CI | messages/s | chatvault/engine ratio |")
         w("|---|---:|---|---:|---:|")
         cv = res.get((wl, "chatvault", ""))
         for e in ENGINES:
