@@ -152,6 +152,10 @@ fn storage_hint(e: &rocksdb::Error) -> &'static str {
     // The lock first: RocksDB reports a held LOCK file as an I/O error ("IO error: While lock
     // file: .../LOCK: Resource temporarily unavailable"), which is not a full disk.
     let msg = e.as_ref();
+    if msg.contains("lock hold by current process") {
+        return " (this process already has this vault open: open it once and share the `Vault` \
+                handle, which is cheap to clone)";
+    }
     if msg.contains("lock file") || msg.contains("/LOCK") || msg.contains("LOCK:") {
         return " (another process holds this vault open: RocksDB allows one process per vault; \
                 stop that process, or run this operation as a library call inside it, as a \

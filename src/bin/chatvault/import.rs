@@ -163,9 +163,7 @@ struct Totals {
 fn done_before(done: &[PathBuf]) -> String {
     const SHOWN: usize = 5;
     if done.is_empty() {
-        return "No file was imported by this run (this was the first). Fix it and run the same \
-                command again."
-            .into();
+        return "  note: no file was imported by this run (this one was the first)".into();
     }
     let mut names: Vec<String> = done
         .iter()
@@ -176,13 +174,13 @@ fn done_before(done: &[PathBuf]) -> String {
         names.push(format!("and {} more", done.len() - SHOWN));
     }
     format!(
-        "Import is not all-or-nothing across files: the {} before it {} imported and {} in the \
-         vault ({}). Fix this file and run the same command again: files already imported are \
-         checked and skipped.",
+        "  note: import is not all-or-nothing across files: the {} before it {} imported and \
+         {} in the vault ({}); running the same command again checks and skips {}",
         plural(done.len() as u64, "file"),
         if done.len() == 1 { "was" } else { "were" },
         if done.len() == 1 { "stays" } else { "stay" },
-        names.join(", ")
+        names.join(", "),
+        if done.len() == 1 { "it" } else { "them" },
     )
 }
 

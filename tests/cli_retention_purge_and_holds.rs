@@ -1,0 +1,261 @@
+//! The `chatvault` binary end to end on the bundled IRC sample: init, import, retention, purge,
+//! legal holds. Every message of the sample is from 2011 (ubuntu) or 2018 (rust), so a one-day
+//! retention expires all of them; nothing here depends on timing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Cli {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    key: PathBuf,
+}
+
+impl Cli {
+    /// A new vault with the bundled sample imported.
+    fn with_sample() -> Cli {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cli = Cli {
+            data: dir.path().join("data"),
+            key: dir.path().join("root.key"),
+            _dir: dir,
+        };
+        cli.ok(&["init"]);
+        let out = cli.ok(&["import", "irc", sample().to_str().expect("utf-8 path")]);
+        assert!(
+            out.contains("imported 2 files") && out.contains("2420 messages written"),
+            "{out}"
+        );
+        cli
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_chatvault"))
+            .args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .arg("--key-file")
+            .arg(&self.key)
+            .env_remove("CHATVAULT_ROOT_KEY")
+            .env_remove("CHATVAULT_DATA")
+            .env_remove("CHATVAULT_KEY_FILE")
+            .env_remove("CHATVAULT_LOG")
+            .output()
+            .expect("run chatvault")
+    }
+
+    /// Runs, expects success, returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "chatvault {args:?} failed ({:?}):\n{}{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).expect("utf-8 output")
+    }
+}
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/irc")
+}
+
+/// `ls TENANT` line of a conversation: (visible messages, last message id).
+fn ls_counts(cli: &Cli, tenant: &str, conversation: &str) -> (u64, u64) {
+    let out = cli.ok(&["ls", tenant]);
+    let line = out
+        .lines()
+        .find(|l| l.split('\t').next() == Some(conversation))
+        .unwrap_or_else(|| panic!("no line for {conversation} in:\n{out}"));
+    let fields: Vec<&str> = line.split('\t').collect();
+    let visible = fields[1]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("bad line {line:?}"));
+    let last = fields[2]
+        .trim_start_matches("(last message id ")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap_or_else(|_| panic!("bad line {line:?}"));
+    (visible, last)
+}
+
+/// `stats` line of a tenant: visible messages.
+fn stats_messages(cli: &Cli, tenant: &str) -> u64 {
+    let out = cli.ok(&["stats"]);
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().take(2).eq(["tenant", tenant]))
+        .unwrap_or_else(|| panic!("no stats line for {tenant} in:\n{out}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let i = words
+        .iter()
+        .position(|w| *w == "messages" || *w == "message")
+        .unwrap_or_else(|| panic!("bad line {line:?}"));
+    words[i - 1].parse().expect("count")
+}
+
+#[test]
+fn a_one_day_retention_then_purge_empties_ubuntu_and_leaves_rust_intact() {
+    let cli = Cli::with_sample();
+    assert_eq!(ls_counts(&cli, "ubuntu", "2011-11-13_02"), (1220, 1220));
+    assert_eq!(stats_messages(&cli, "ubuntu"), 1220);
+
+    let out = cli.ok(&["retention", "set", "ubuntu", "--retention", "1d"]);
+    assert!(out.contains("retention 1 day"), "{out}");
+    assert!(out.contains("1220 messages are now expired"), "{out}");
+    // Hidden at once, before any purge; the id counter stays.
+    assert_eq!(ls_counts(&cli, "ubuntu", "2011-11-13_02"), (0, 1220));
+
+    let show = cli.ok(&["retention", "show", "ubuntu", "2011-11-13_02", "--changes"]);
+    assert!(
+        show.contains("effective policy:    history on, retention 1 day"),
+        "{show}"
+    );
+    assert!(show.contains("retention=86400000 ms"), "{show}");
+
+    // A dry run counts and changes nothing: the same again, and then the real purge finds it.
+    let dry = cli.ok(&["purge", "--dry-run"]);
+    assert!(
+        dry.contains("ubuntu/2011-11-13_02: would remove 1220 expired messages"),
+        "{dry}"
+    );
+    assert!(dry.contains("dry run: nothing was changed"), "{dry}");
+    assert!(!dry.contains("rust/"), "{dry}");
+    assert_eq!(cli.ok(&["purge", "--dry-run"]), dry);
+
+    let purge = cli.ok(&["purge"]);
+    assert!(
+        purge.contains("ubuntu/2011-11-13_02: removed 1220 expired messages"),
+        "{purge}"
+    );
+    assert!(purge.contains("purge complete"), "{purge}");
+    assert_eq!(ls_counts(&cli, "ubuntu", "2011-11-13_02"), (0, 1220));
+    assert_eq!(stats_messages(&cli, "ubuntu"), 0);
+    assert_eq!(stats_messages(&cli, "rust"), 1200);
+    assert_eq!(ls_counts(&cli, "rust", "rust.0"), (1200, 1200));
+    let read = cli.ok(&["read", "rust", "rust.0", "--limit", "1"]);
+    assert!(
+        read.starts_with("#1 2018-05-29T21:20:37Z <talchas>"),
+        "{read}"
+    );
+
+    // Nothing left to purge.
+    let again = cli.ok(&["purge"]);
+    assert!(again.contains("nothing has expired"), "{again}");
+    // Importing the sample again writes nothing back.
+    let out = cli.ok(&["import", "irc", sample().to_str().expect("utf-8")]);
+    assert!(out.contains("0 messages written"), "{out}");
+    assert_eq!(ls_counts(&cli, "ubuntu", "2011-11-13_02"), (0, 1220));
+}
+
+#[test]
+fn a_legal_hold_keeps_messages_past_their_retention_until_released() {
+    let cli = Cli::with_sample();
+    let out = cli.ok(&[
+        "hold",
+        "add",
+        "rust",
+        "--tenant-wide",
+        "--reason",
+        "matter 42",
+    ]);
+    let id = out
+        .strip_prefix("placed legal hold ")
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let list = cli.ok(&["hold", "list", "rust"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&format!("{id}\t")) && l.ends_with("\tmatter 42")),
+        "{list}"
+    );
+
+    cli.ok(&["retention", "set", "rust", "--retention", "1d"]);
+    assert_eq!(ls_counts(&cli, "rust", "rust.0"), (1200, 1200));
+    let purge = cli.ok(&["purge"]);
+    assert!(
+        !purge.contains("rust/"),
+        "held messages are not purged:\n{purge}"
+    );
+    assert_eq!(stats_messages(&cli, "rust"), 1200);
+
+    let out = cli.ok(&["hold", "release", "rust", &id]);
+    assert!(out.contains(&format!("released legal hold {id}")), "{out}");
+    assert_eq!(ls_counts(&cli, "rust", "rust.0"), (0, 1200));
+    let purge = cli.ok(&["purge"]);
+    assert!(
+        purge.contains("rust/rust.0: removed 1200 expired messages"),
+        "{purge}"
+    );
+    assert_eq!(stats_messages(&cli, "rust"), 0);
+    assert_eq!(
+        stats_messages(&cli, "ubuntu"),
+        1220,
+        "other tenants untouched"
+    );
+    let list = cli.ok(&["hold", "list", "rust"]);
+    assert!(list.contains("no legal holds on tenant rust"), "{list}");
+}
+
+#[test]
+fn conversation_overrides_and_delete_existing() {
+    let cli = Cli::with_sample();
+    // A conversation override wins over the tenant default; `default` follows it again.
+    cli.ok(&["retention", "set", "rust", "rust.0", "--retention", "1w"]);
+    let show = cli.ok(&["retention", "show", "rust", "rust.0"]);
+    assert!(
+        show.contains("override:            history (tenant default), retention 7 days"),
+        "{show}"
+    );
+    assert_eq!(ls_counts(&cli, "rust", "rust.0"), (0, 1200));
+    let out = cli.ok(&[
+        "retention",
+        "set",
+        "rust",
+        "rust.0",
+        "--retention",
+        "default",
+    ]);
+    assert!(
+        out.contains("effective policy:    history on, retention forever"),
+        "{out}"
+    );
+    // What expired stays expired.
+    assert_eq!(ls_counts(&cli, "rust", "rust.0"), (0, 1200));
+
+    // History off alone deletes nothing; --delete-existing does, unless a hold covers it.
+    cli.ok(&[
+        "retention",
+        "set",
+        "ubuntu",
+        "2011-11-13_02",
+        "--history",
+        "off",
+    ]);
+    assert_eq!(ls_counts(&cli, "ubuntu", "2011-11-13_02"), (1220, 1220));
+    cli.ok(&[
+        "hold",
+        "add",
+        "ubuntu",
+        "--conversation",
+        "2011-11-13_02",
+        "--reason",
+        "r",
+    ]);
+    let o = cli.run(&[
+        "retention",
+        "set",
+        "ubuntu",
+        "2011-11-13_02",
+        "--delete-existing",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("legal hold covers conversation"), "{err}");
+    assert_eq!(ls_counts(&cli, "ubuntu", "2011-11-13_02"), (1220, 1220));
+}
