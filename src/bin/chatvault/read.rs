@@ -36,11 +36,13 @@ pub fn run(args: &ReadArgs, out: &mut impl Write) -> anyhow::Result<()> {
         Direction::Forward
     };
     let mut names = HashMap::new();
+    let mut shown = 0u64;
     for m in v
         .messages(t, c, args.from, dir)?
         .take(args.limit.unwrap_or(usize::MAX))
     {
         let m = m?;
+        shown += 1;
         let nick = match names.get(&m.author) {
             Some(n) => n,
             None => {
@@ -64,6 +66,17 @@ pub fn run(args: &ReadArgs, out: &mut impl Write) -> anyhow::Result<()> {
         match m.kind {
             MessageKind::Action => writeln!(out, "#{} {when}{reply} * {nick} {}", m.id, m.body)?,
             _ => writeln!(out, "#{} {when}{reply} <{nick}> {}", m.id, m.body)?,
+        }
+    }
+    if shown == 0 && args.from.is_none() {
+        // Say why the output is empty (on stderr, so that the output stays the messages).
+        let last = v.last_message_id(t, c)?;
+        if last > 0 {
+            eprintln!(
+                "no messages to show: every message of this conversation (ids 1 to {last}) has \
+                 expired or was deleted (`chatvault retention show {} {}`)",
+                args.tenant, args.conversation
+            );
         }
     }
     Ok(())
