@@ -37,6 +37,8 @@ pub(crate) mod meta {
     pub const HOLD: u8 = 0x0D;
     /// `0x0E | tenant | conv` → expiry watermark (postcard, not sealed: times only).
     pub const WATERMARK: u8 = 0x0E;
+    /// `0x10 | tenant | kind | id | start` → shred tombstone (postcard; internal ids only).
+    pub const SHRED: u8 = 0x10;
     /// `0x0F` → time of the last purge (i64 BE, UTC ms).
     pub const LAST_PURGE: u8 = 0x0F;
     /// Directory sub-kind for conversations.

@@ -41,7 +41,10 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod codec;
 pub mod envelope;
@@ -52,6 +55,7 @@ pub mod keys;
 mod model;
 mod policy;
 pub mod retention;
+pub mod shred;
 mod vault;
 
 pub use error::{Error, Result};
@@ -67,4 +71,5 @@ pub use retention::{
     Actor, Clock, FakeClock, History, Hold, HoldScope, Policy, PolicyChange, PolicyOverride,
     Retention, SystemClock, TenantPolicy,
 };
+pub use shred::{ShredReceipt, ShredScope};
 pub use vault::{cf, CfStats, Durability, MessageIter, Vault, VaultOptions, VaultStats};

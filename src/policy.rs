@@ -140,6 +140,7 @@ impl Vault {
             codec::meta::CONV_POLICY,
             codec::meta::HOLD,
             codec::meta::WATERMARK,
+            codec::meta::SHRED,
         ] {
             let mut it = i.prefix_iter(cf::META, &[prefix])?;
             while it.valid() {
@@ -167,6 +168,10 @@ impl Vault {
                         let rec: HoldRecord = self.open_tenant_meta(t, MetaKind::Hold, k, v)?;
                         tr.holds.insert(h, rec);
                     }
+                    codec::meta::SHRED => {
+                        let tomb: crate::shred::Tombstone = dec(v, "shred tombstone")?;
+                        crate::shred::apply_tombstone(&mut tr.shred, &tomb);
+                    }
                     _ => {
                         let c = id8.ok_or_else(|| Error::corrupt("watermark key", "bad"))?;
                         tr.marks.insert(c, dec(v, "watermark")?);
@@ -183,7 +188,11 @@ impl Vault {
         Ok(())
     }
 
-    /// Applies `f` to a copy of tenant `t`'s retention state and publishes it.
+    pub(crate) fn publish_retention(&self, t: Iid, tr: TenantRetention) {
+        self.publish(t, tr)
+    }
+
+    /// Publishes tenant `t`'s new retention state (copy on write).
     fn publish(&self, t: Iid, tr: TenantRetention) {
         let mut w = self.inner.retention.snapshot.write();
         let mut snap = Snapshot::clone(&w);
@@ -672,7 +681,12 @@ impl Vault {
         let mut tenants: Vec<(&Iid, &Arc<TenantRetention>)> = snap.tenants.iter().collect();
         tenants.sort_by_key(|(t, _)| **t);
         for (&t, tr) in tenants {
-            let ts = i.tenant_state(t)?;
+            // A shredded tenant has no readable tenant record: no epoch arithmetic needed.
+            let epoch_ms = if tr.shred.tenant {
+                None
+            } else {
+                Some(i.tenant_state(t)?.epoch_ms)
+            };
             for c in self.conversation_iids(t)? {
                 let mut cp = ConversationPurge {
                     tenant: TenantId(t),
@@ -692,7 +706,9 @@ impl Vault {
                         if let Some(v) = it.value() {
                             if let Ok(h) = RecordHeader::decode(v, String::new) {
                                 let author = (h.author != 0).then_some(h.author);
-                                if snap.is_expired(t, c, author, h.sent_at_ms, now) {
+                                if snap.is_shredded(t, c, author, h.sent_at_ms)
+                                    || snap.is_expired(t, c, author, h.sent_at_ms, now)
+                                {
                                     *count += 1;
                                     let s = RECORD_HEADER_LEN;
                                     if let Some(n) = v.get(s..s + NONCE_LEN + 4) {
@@ -711,7 +727,7 @@ impl Vault {
                     if let (Some(k), Some(v)) = (it.key(), it.value()) {
                         if let Some((_, _, at, _)) = codec::decode_time_key(k) {
                             let a = v.get(0..8).and_then(be64).filter(|a| *a != 0);
-                            if snap.is_expired(t, c, a, at, now) {
+                            if snap.is_shredded(t, c, a, at) || snap.is_expired(t, c, a, at, now) {
                                 cp.expired_index_entries += 1;
                                 needles.push(k.to_vec());
                             }
@@ -734,9 +750,8 @@ impl Vault {
                         threshold = threshold.max(now.saturating_sub(ms as i64).saturating_add(1));
                     }
                 }
-                if threshold > 0 {
-                    let first_kept =
-                        u32::try_from(threshold as u64 / ts.epoch_ms).unwrap_or(u32::MAX);
+                if let (true, Some(epoch_ms)) = (threshold > 0, epoch_ms) {
+                    let first_kept = u32::try_from(threshold as u64 / epoch_ms).unwrap_or(u32::MAX);
                     let kprefix = KeyBuf::tag(codec::keys::EPOCH).u64(t).u64(c).into_vec();
                     let mut it = i.prefix_iter(cf::KEYS, &kprefix)?;
                     let mut epochs = std::collections::BTreeSet::new();
@@ -764,7 +779,11 @@ impl Vault {
                 }
             }
         }
-        if opts.dry_run || report.conversations.is_empty() {
+        let any_shred = snap
+            .tenants
+            .values()
+            .any(|tr| tr.shred != crate::retention::ShredState::default());
+        if opts.dry_run || (report.conversations.is_empty() && !any_shred) {
             return Ok(report);
         }
 
@@ -824,6 +843,11 @@ impl Vault {
                         i.db.compact_range_cf_opt(&h, Some(r.as_slice()), end.as_deref(), &co);
                     }
                 }
+            }
+            // Destroyed wrapped keys (range deletions) and removed directory entries leave the
+            // files too; both column families are small.
+            for name in [cf::KEYS, cf::META] {
+                i.db.compact_range_cf_opt(&i.cf(name)?, None::<&[u8]>, None::<&[u8]>, &co);
             }
             // Two more version edits (tiny flushes of the purge time): the first rolls the
             // MANIFEST onto a snapshot of the live files only (see `db_options`), the second's

@@ -307,6 +307,40 @@ pub(crate) struct TenantRetention {
     /// Active holds by id.
     pub holds: BTreeMap<u64, HoldRecord>,
     pub marks: HashMap<Iid, Watermark>,
+    /// Crypto-shredding tombstones (see [`crate::shred`]).
+    pub shred: ShredState,
+}
+
+/// What has been shredded in a tenant: internal ids only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ShredState {
+    /// The whole tenant.
+    pub tenant: bool,
+    /// Conversations.
+    pub conversations: std::collections::BTreeSet<Iid>,
+    /// Users (under the default erasure policy their messages are in scope too).
+    pub users: std::collections::BTreeSet<Iid>,
+    /// Time windows: (conversation, start ms inclusive, end ms exclusive).
+    pub windows: Vec<(Iid, i64, i64)>,
+}
+
+impl ShredState {
+    /// Whether a record of conversation `c` by `author` (`None`: not in the header) sent at
+    /// `sent_at_ms` lies in a shredded scope.
+    pub(crate) fn covers(&self, c: Iid, author: Option<u64>, sent_at_ms: i64) -> bool {
+        self.tenant
+            || self.conversations.contains(&c)
+            || author.is_some_and(|a| self.users.contains(&a))
+            || self
+                .windows
+                .iter()
+                .any(|(wc, s, e)| *wc == c && (*s..*e).contains(&sent_at_ms))
+    }
+
+    /// Whether the whole conversation is gone (tenant or conversation shredded).
+    pub(crate) fn whole_conversation(&self, c: Iid) -> bool {
+        self.tenant || self.conversations.contains(&c)
+    }
 }
 
 impl TenantRetention {
@@ -367,6 +401,12 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     pub(crate) fn tenant(&self, t: Iid) -> Option<&TenantRetention> {
         self.tenants.get(&t).map(|a| a.as_ref())
+    }
+
+    /// Whether a record lies in a shredded scope.
+    pub(crate) fn is_shredded(&self, t: Iid, c: Iid, author: Option<u64>, sent_at_ms: i64) -> bool {
+        self.tenant(t)
+            .is_some_and(|tr| tr.shred.covers(c, author, sent_at_ms))
     }
 
     pub(crate) fn effective(&self, t: Iid, c: Iid) -> Policy {
@@ -439,7 +479,7 @@ pub(crate) struct ExpiryFilterFactory {
     pub name: CString,
 }
 
-/// Drops expired records during compaction. It only reclaims space: every read enforces expiry
+/// Drops expired records, and records in shredded scopes, during compaction. It only reclaims space: every read enforces expiry
 /// itself (RocksDB does not run compaction filters on flush). It keeps whatever it cannot parse,
 /// never writes to the database, and never panics (a panic is caught and the record kept).
 pub(crate) struct ExpiryFilter {
@@ -491,7 +531,8 @@ impl ExpiryFilter {
             },
         };
         let author = (author != 0).then_some(author);
-        self.snapshot.is_expired(t, c, author, sent_at, self.now_ms)
+        self.snapshot.is_shredded(t, c, author, sent_at)
+            || self.snapshot.is_expired(t, c, author, sent_at, self.now_ms)
     }
 }
 

@@ -414,6 +414,7 @@ impl Vault {
     pub fn tenants(&self) -> Result<Vec<TenantInfo>> {
         let i = &self.inner;
         let mut out = Vec::new();
+        let snap = i.retention.current();
         let prefix = [codec::meta::TENANT];
         let mut it = i.prefix_iter(cf::META, &prefix)?;
         while it.valid() {
@@ -421,7 +422,10 @@ impl Vault {
                 break;
             };
             let t = be64(&k[1..]).ok_or_else(|| Error::corrupt("tenant key", "bad length"))?;
-            out.push(i.tenant_info(t, k, v)?);
+            // Shredded tenants are not listed (their records can no longer be opened).
+            if !snap.tenant(t).is_some_and(|tr| tr.shred.tenant) {
+                out.push(i.tenant_info(t, k, v)?);
+            }
             it.next();
         }
         it.status().map_err(Error::storage("listing tenants"))?;
@@ -507,6 +511,16 @@ impl Vault {
     /// A user's external id and profile. Errors: [`Error::NotFound`], [`Error::Shredded`].
     pub fn user(&self, tenant: TenantId, user: UserId) -> Result<UserInfo> {
         let i = &self.inner;
+        i.tenant_state(tenant.0)?;
+        if i.retention
+            .current()
+            .tenant(tenant.0)
+            .is_some_and(|tr| tr.shred.users.contains(&user.0))
+        {
+            return Err(Error::Shredded {
+                what: format!("user {user} of tenant {tenant}"),
+            });
+        }
         let place = KeyBuf::tag(codec::meta::USER)
             .u64(tenant.0)
             .u64(user.0)
@@ -620,6 +634,8 @@ impl Vault {
     /// One conversation's record.
     pub fn conversation(&self, tenant: TenantId, conv: ConversationId) -> Result<ConversationInfo> {
         let i = &self.inner;
+        i.tenant_state(tenant.0)?;
+        i.check_conversation_alive(tenant.0, conv.0)?;
         let place = KeyBuf::tag(codec::meta::CONVERSATION)
             .u64(tenant.0)
             .u64(conv.0)
@@ -737,8 +753,23 @@ impl Vault {
             .u64(tenant.0)
             .into_vec();
         let it = i.prefix_iter(cf::META, &prefix)?;
-        Ok(RawIter::new(it, "listing conversations")
-            .map(move |kv| kv.and_then(|(k, v)| i.conversation_info(tenant.0, &k, &v))))
+        let snap = i.retention.current();
+        // Shredded conversations are left out of the listing.
+        Ok(
+            RawIter::new(it, "listing conversations").filter_map(move |kv| {
+                let r = kv.and_then(|(k, v)| {
+                    let c = k.get(9..17).and_then(be64).unwrap_or(0);
+                    if snap
+                        .tenant(tenant.0)
+                        .is_some_and(|tr| tr.shred.whole_conversation(c))
+                    {
+                        return Ok(None);
+                    }
+                    i.conversation_info(tenant.0, &k, &v).map(Some)
+                });
+                r.transpose()
+            }),
+        )
     }
 
     /// The conversations a user is or was a member of, streamed in internal id order.
@@ -810,6 +841,13 @@ impl Vault {
         }
         let now = i.opts.clock.now_ms();
         for m in msgs {
+            if snap.is_shredded(tenant.0, conv.0, Some(m.author.0), m.sent_at_ms) {
+                return Err(Error::Shredded {
+                    what: format!(
+                        "the author or the time window of a message for conversation {conv}"
+                    ),
+                });
+            }
             if snap.is_expired(tenant.0, conv.0, Some(m.author.0), m.sent_at_ms, now) {
                 return Err(Error::Expired {
                     what: format!(
@@ -1070,6 +1108,7 @@ impl Vault {
         direction: Direction,
     ) -> Result<MessageIter<'_>> {
         let i = &self.inner;
+        i.check_conversation_alive(tenant.0, conv.0)?;
         let prefix = KeyBuf::new().u64(tenant.0).u64(conv.0).into_vec();
         let mut it = i.prefix_iter(cf::MESSAGES, &prefix)?;
         match (direction, from) {
@@ -1125,6 +1164,7 @@ impl Vault {
         end_ms: i64,
     ) -> Result<impl Iterator<Item = Result<Message>> + '_> {
         let i = &self.inner;
+        i.check_conversation_alive(tenant.0, conv.0)?;
         let lower = KeyBuf::new()
             .u64(tenant.0)
             .u64(conv.0)
@@ -1146,7 +1186,9 @@ impl Vault {
                         .ok_or_else(|| Error::corrupt("time index entry", "bad key length"))?;
                     self.get(tenant, conv, id).map(Some).or_else(|e| match e {
                         // An index entry whose message is gone, or expired, is skipped.
-                        Error::NotFound { .. } | Error::Expired { .. } => Ok(None),
+                        Error::NotFound { .. } | Error::Expired { .. } | Error::Shredded { .. } => {
+                            Ok(None)
+                        }
                         e => Err(e),
                     })
                 });
@@ -1271,8 +1313,9 @@ impl Iterator for MessageIter<'_> {
                 return Some(Err(Error::corrupt("message key", "bad length")));
             };
             match self.inner.open_message(self.tenant, self.conv, id, k, v) {
-                // Expired messages are left out of every listing.
-                Err(Error::Expired { .. }) => continue,
+                // Expired messages, and those of a shredded window or author, are left out of
+                // every listing (a shredded conversation fails when the iterator is made).
+                Err(Error::Expired { .. }) | Err(Error::Shredded { .. }) => continue,
                 r => return Some(r),
             }
         }
@@ -1400,7 +1443,28 @@ impl Inner {
             .into_vec()
     }
 
+    /// `Shredded` if the tenant or the conversation has been shredded.
+    pub(crate) fn check_conversation_alive(&self, t: Iid, c: Iid) -> Result<()> {
+        let snap = self.retention.current();
+        match snap.tenant(t) {
+            Some(tr) if tr.shred.whole_conversation(c) => Err(Error::Shredded {
+                what: format!("conversation #{c} of tenant #{t}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn tenant_state(&self, t: Iid) -> Result<Arc<TenantState>> {
+        if self
+            .retention
+            .current()
+            .tenant(t)
+            .is_some_and(|tr| tr.shred.tenant)
+        {
+            return Err(Error::Shredded {
+                what: format!("tenant #{t}"),
+            });
+        }
         if let Some(s) = self.tenants.read().get(&t) {
             return Ok(s.clone());
         }
@@ -1504,6 +1568,7 @@ impl Inner {
     }
 
     pub(crate) fn conv_state(&self, t: Iid, c: Iid) -> Result<Arc<ConvState>> {
+        self.check_conversation_alive(t, c)?;
         if let Some(s) = self.convs.read().get(&(t, c)) {
             return Ok(s.clone());
         }
@@ -1791,8 +1856,13 @@ impl Inner {
             tr.watermark(c).is_some()
                 || matches!(tr.effective(c).retention, crate::Retention::Period { .. })
         });
+        let partly_shredded = snap.tenant(t).is_some_and(|tr| {
+            !tr.shred.users.is_empty() || tr.shred.windows.iter().any(|w| w.0 == c)
+        });
         Ok(if handed_out && under_retention {
             Error::Expired { what }
+        } else if handed_out && partly_shredded {
+            Error::Shredded { what }
         } else {
             Error::NotFound { what }
         })
@@ -1823,6 +1893,9 @@ impl Inner {
         let snap = self.retention.current();
         let now = self.opts.clock.now_ms();
         let header_author = (h.author != 0).then_some(h.author);
+        if snap.is_shredded(t, c, header_author, h.sent_at_ms) {
+            return Err(Error::Shredded { what: what() });
+        }
         if snap.is_expired(t, c, header_author, h.sent_at_ms, now) {
             return Err(Error::Expired { what: what() });
         }
