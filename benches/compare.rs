@@ -10,6 +10,7 @@
 //! - `append_2t_one_conv` / `append_2t_two_convs`: two threads appending at once, to one
 //!   conversation or one each. One iteration = one message per thread (2 messages).
 //! - `get_warm`: `Vault::get` of random messages among 20 000, keys in the key cache.
+//! - `get_warm_200k`: the same over 200 000 messages (more than SQLCipher's page cache holds).
 //! - `get_cold`: the same with the vault reopened with `key_cache_entries: 1`, so that every get
 //!   unwraps the whole key chain (tenant KEK from the root key, conversation key, epoch key,
 //!   author key) and derives the DEK. The baselines have no keys: their figure is `get_warm`'s.
@@ -27,6 +28,8 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throug
 
 /// Messages loaded for the read workloads.
 const READ_SET: usize = 20_000;
+/// Messages loaded for `get_warm_200k`.
+const LARGE_READ_SET: usize = 200_000;
 
 /// `CHATVAULT_BENCH_ENGINES=chatvault,rocksdb` limits the engines set up (the report script
 /// profiles one engine at a time); all three by default.
@@ -156,6 +159,22 @@ fn reads(c: &mut Criterion, lines: &[Line]) {
     g.finish();
     drop(s);
 
+    // The same with 10x the data: more than SQLCipher's default page cache holds.
+    let s = stores(1);
+    for e in &s.engines {
+        load_bulk(e.as_ref(), 0, lines, LARGE_READ_SET);
+    }
+    let mut g = c.benchmark_group("get_warm_200k");
+    g.throughput(Throughput::Elements(1));
+    for e in &s.engines {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        g.bench_function(e.name(), |b| {
+            b.iter(|| e.get(0, rng.below(LARGE_READ_SET as u64) + 1))
+        });
+    }
+    g.finish();
+    drop(s);
+
     // Cold: the same data in a vault reopened with a key cache of one entry.
     if !wanted("chatvault") {
         return;
@@ -256,6 +275,7 @@ fn all(c: &mut Criterion) {
             ),
         ),
         ("read_set".into(), READ_SET.to_string()),
+        ("large_read_set".into(), LARGE_READ_SET.to_string()),
     ];
     for (k, v) in sql.settings() {
         info.push((format!("sqlcipher.{k}"), v));
