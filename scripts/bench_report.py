@@ -275,6 +275,14 @@ def render(args):
         if k == "disk":
             continue
         w(f"| {k} | {v} |")
+    loads = []
+    for name in ["load-start", "load-end"]:
+        p = os.path.join(args.work, name)
+        if os.path.exists(p):
+            loads.append(" ".join(open(p).read().split()[:3]))
+    if len(loads) == 2:
+        w(f"| load average (1, 5, 15 min) | {loads[0]} at the start, {loads[1]} at the end: "
+          "anything well above 1 at the start means other work shared the 2 cores |")
     w("")
 
     w("## Engines and settings")
@@ -372,6 +380,45 @@ def render(args):
             w("")
             w(f"Imported: {info.get('import.source', '?')}, {info.get('import.messages', '?')} messages per iteration "
               "(10 iterations per engine).")
+
+    # ---- aws-lc backend
+    aws = load_criterion(os.path.join(args.work, "criterion-aws-lc"))
+    how_p = os.path.join(args.work, "aws-lc.how")
+    how = open(how_p).read().strip() if os.path.exists(how_p) else ""
+    w("")
+    w("## chatvault with the aws-lc-rs backend")
+    w("")
+    if not aws:
+        w("Not measured in this run (no `aws-lc` feature and no applicable "
+          "`benches/aws-lc-backend.patch`).")
+    else:
+        src = ("the `aws-lc` cargo feature" if how == "feature" else
+               f"`benches/aws-lc-backend.patch` applied to a copy of commit {how.split()[-1]} "
+               "(the proposed `aws-lc` feature; the working tree's uncommitted changes are not in it)")
+        w(f"The `compare` benchmarks again, right after the run above, with chatvault built with {src}. "
+          "The three engines are measured together again in this second run, so its ratios are "
+          "self-contained; the RustCrypto column repeats the main run's chatvault figure for "
+          "reference only (another run).")
+        w("")
+        w("| workload | chatvault, aws-lc-rs | chatvault, RustCrypto (main run) | RocksDB | SQLCipher | chatvault/RocksDB | chatvault/SQLCipher | targets met? |")
+        w("|---|---:|---:|---:|---:|---:|---:|---|")
+        for wl, title, _ in WORKLOADS:
+            cv = aws.get((wl, "chatvault", ""))
+            if not cv:
+                continue
+            base_wl = "get_warm" if wl == "get_cold" else wl
+            rb, sb = aws.get((base_wl, "rocksdb", "")), aws.get((base_wl, "sqlcipher", ""))
+            main = res.get((wl, "chatvault", ""))
+            rr = rb["ns"] / cv["ns"] if rb else None
+            rs = sb["ns"] / cv["ns"] if sb else None
+            per = lambda r: (fmt_ns(r["ns"] / elements(r)) + ("/msg" if elements(r) > 1 else "")) if r else "–"
+            met = []
+            for k, v in TARGETS.get(wl, {}).items():
+                r = rr if k == "rocksdb" else rs
+                if r is not None:
+                    met.append(("**yes**" if r >= v else "**no**") + f" ({ENGINE_NAMES[k].split()[0]} ≥ {v:g}x)")
+            w(f"| {title} | {per(cv)} | {per(main)} | {per(rb)} | {per(sb)} | {ratio_str(rr)} | {ratio_str(rs)} | {', '.join(met) or '–'} |")
+    w("")
 
     # ---- AEAD
     w("")
