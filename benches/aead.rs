@@ -14,8 +14,6 @@ mod aead_cases;
 use std::hint::black_box;
 
 use aead_cases::{AAD_LEN, KEY, SIZES};
-use aes_gcm_siv::aead::KeyInit;
-use aes_gcm_siv::Aes256GcmSiv;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM_SIV};
 use chatvault::envelope::{self, RecordHeader, RecordKind};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -113,7 +111,7 @@ fn nonces(c: &mut Criterion) {
 /// chatvault's own record sealing: header, AAD built from the label, header and RocksDB key,
 /// a fresh nonce, AES-256-GCM-SIV.
 fn envelope_path(c: &mut Criterion) {
-    let cipher = Aes256GcmSiv::new((&KEY).into());
+    let cipher = chatvault::SecretKey::from_bytes(KEY).cipher();
     let header = RecordHeader {
         kind: RecordKind::Message,
         revision: 0,

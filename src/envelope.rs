@@ -40,11 +40,10 @@
 //!  AAD = "chatvault/v1/meta" || header[0..6] || RocksDB key
 //! ```
 
-use aes_gcm_siv::Aes256GcmSiv;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::keys::{open_detached, seal_into, KEY_LEN, NONCE_LEN, TAG_LEN};
+use crate::keys::{open_detached, seal_into, Cipher, KEY_LEN, NONCE_LEN, TAG_LEN};
 
 /// Current format version of every record kind.
 pub const FORMAT_VERSION: u8 = 1;
@@ -161,7 +160,7 @@ fn aad(label: &[u8], header: &[u8], place: &[u8]) -> Vec<u8> {
 /// Seals a message record: `header || nonce || ciphertext || tag`, bound to `place` (its
 /// RocksDB key).
 pub fn seal_record(
-    cipher: &Aes256GcmSiv,
+    cipher: &Cipher,
     header: &RecordHeader,
     place: &[u8],
     plaintext: &[u8],
@@ -181,7 +180,7 @@ pub fn seal_record(
 
 /// Opens a message record whose header was already decoded.
 pub fn open_record(
-    cipher: &Aes256GcmSiv,
+    cipher: &Cipher,
     value: &[u8],
     place: &[u8],
     what: impl Fn() -> String,
@@ -252,7 +251,7 @@ impl WrapHeader {
 
 /// Wraps `key` under `parent` (AES-256-GCM-SIV), bound to `place`.
 pub fn wrap_key(
-    parent: &Aes256GcmSiv,
+    parent: &Cipher,
     header: &WrapHeader,
     place: &[u8],
     key: &crate::keys::SecretKey,
@@ -267,7 +266,7 @@ pub fn wrap_key(
 
 /// Unwraps a key wrapped by [`wrap_key`].
 pub fn unwrap_key(
-    parent: &Aes256GcmSiv,
+    parent: &Cipher,
     value: &[u8],
     place: &[u8],
     what: impl Fn() -> String,
@@ -313,7 +312,7 @@ pub enum MetaKind {
 
 /// Seals a metadata record under `cipher` (key version `key_version`), bound to `place`.
 pub fn seal_meta(
-    cipher: &Aes256GcmSiv,
+    cipher: &Cipher,
     kind: MetaKind,
     key_version: u32,
     place: &[u8],
@@ -356,7 +355,7 @@ pub fn meta_key_version(value: &[u8], kind: MetaKind, what: impl Fn() -> String)
 
 /// Opens sealed metadata.
 pub fn open_meta(
-    cipher: &Aes256GcmSiv,
+    cipher: &Cipher,
     value: &[u8],
     kind: MetaKind,
     place: &[u8],

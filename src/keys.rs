@@ -10,9 +10,8 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
-use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use hkdf::Hkdf;
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use rand::RngCore;
@@ -64,14 +63,118 @@ impl SecretKey {
         &self.0
     }
 
-    pub(crate) fn cipher(&self) -> Aes256GcmSiv {
-        Aes256GcmSiv::new(self.0.as_ref().into())
+    /// A ready AES-256-GCM-SIV cipher for this key (the key schedule costs ~100-250 ns: cache
+    /// it). Public for benchmarks and tools; chatvault caches its own.
+    pub fn cipher(&self) -> Cipher {
+        Cipher::new(&self.0)
     }
 }
 
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+/// The AES-256-GCM-SIV (RFC 8452) implementation with a key set up: RustCrypto `aes-gcm-siv`
+/// (pure Rust; round keys zeroized on drop by the `aes` crate's `zeroize` feature) by default,
+/// AWS-LC through `aws-lc-rs` with the `aws-lc` feature (faster: see BENCHMARKS.md). Both give
+/// the same bytes and open each other's records (`tests/aead_backends_interoperate.rs`).
+pub struct Cipher {
+    #[cfg(not(feature = "aws-lc"))]
+    inner: aes_gcm_siv::Aes256GcmSiv,
+    #[cfg(feature = "aws-lc")]
+    inner: aws_lc_rs::aead::LessSafeKey,
+}
+
+impl Cipher {
+    /// Sets the key up (key schedule): ~140 ns with RustCrypto, so callers cache it.
+    pub(crate) fn new(key: &[u8; KEY_LEN]) -> Self {
+        #[cfg(not(feature = "aws-lc"))]
+        {
+            use aes_gcm_siv::aead::KeyInit;
+            Cipher {
+                inner: aes_gcm_siv::Aes256GcmSiv::new(key.into()),
+            }
+        }
+        #[cfg(feature = "aws-lc")]
+        {
+            use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM_SIV};
+            // UnboundKey::new fails only for a key of the wrong length, and KEY_LEN is
+            // AES-256's: this cannot fail. Panicking here is deliberate: any fallback key would
+            // be a silent disaster.
+            #[allow(clippy::expect_used)]
+            let unbound = UnboundKey::new(&AES_256_GCM_SIV, key)
+                .expect("a 32-byte key is always valid for AES-256-GCM-SIV");
+            Cipher {
+                inner: LessSafeKey::new(unbound),
+            }
+        }
+    }
+
+    /// Encrypts `buf` in place; returns the tag. Fails only above the AEAD's length limit.
+    pub(crate) fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], ()> {
+        #[cfg(not(feature = "aws-lc"))]
+        {
+            use aes_gcm_siv::aead::AeadInPlace;
+            self.inner
+                .encrypt_in_place_detached(aes_gcm_siv::Nonce::from_slice(nonce), aad, buf)
+                .map(Into::into)
+                .map_err(|_| ())
+        }
+        #[cfg(feature = "aws-lc")]
+        {
+            use aws_lc_rs::aead::{Aad, Nonce};
+            let tag = self
+                .inner
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(*nonce),
+                    Aad::from(aad),
+                    buf,
+                )
+                .map_err(|_| ())?;
+            tag.as_ref().try_into().map_err(|_| ())
+        }
+    }
+
+    /// Decrypts `buf` in place if `tag` authenticates it with `nonce` and `aad`.
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), ()> {
+        #[cfg(not(feature = "aws-lc"))]
+        {
+            use aes_gcm_siv::aead::AeadInPlace;
+            self.inner
+                .decrypt_in_place_detached(
+                    aes_gcm_siv::Nonce::from_slice(nonce),
+                    aad,
+                    buf,
+                    tag.into(),
+                )
+                .map_err(|_| ())
+        }
+        #[cfg(feature = "aws-lc")]
+        {
+            use aws_lc_rs::aead::{Aad, Nonce};
+            self.inner
+                .open_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(*nonce),
+                    Aad::from(aad),
+                    tag,
+                    buf,
+                )
+                .map(|_| ())
+                .map_err(|_| ())
+        }
     }
 }
 
@@ -141,7 +244,7 @@ const ROOT_WRAP_VERSION: u8 = 1;
 /// Wrapped blob (65 bytes): `fmt=1 (u8) | root version (u32 BE) | nonce (12) | ct (32) | tag (16)`,
 /// sealed with AES-256-GCM-SIV under that root key version, AAD = caller's AAD.
 pub struct StaticKeyProvider {
-    keys: Vec<(u32, Aes256GcmSiv, SecretKey)>,
+    keys: Vec<(u32, Cipher, SecretKey)>,
 }
 
 impl fmt::Debug for StaticKeyProvider {
@@ -239,7 +342,7 @@ impl StaticKeyProvider {
                 format!("{source}, {l}: ")
             }
         };
-        let mut keys: Vec<(u32, Aes256GcmSiv, SecretKey)> = Vec::new();
+        let mut keys: Vec<(u32, Cipher, SecretKey)> = Vec::new();
         for (n, line) in lines {
             let (v, hexkey) = line.split_once(':').ok_or_else(|| {
                 ProviderError::Unavailable(format!(
@@ -474,7 +577,7 @@ pub(crate) fn key_from_plaintext(pt: &[u8]) -> Option<SecretKey> {
 /// nonce-misuse resistant (RFC 8452 section 1), so even a repeated nonce leaks only whether two
 /// plaintexts under one key are equal.
 pub(crate) fn seal_into(
-    cipher: &Aes256GcmSiv,
+    cipher: &Cipher,
     aad: &[u8],
     plaintext: &[u8],
     out: &mut Vec<u8>,
@@ -485,7 +588,7 @@ pub(crate) fn seal_into(
 }
 
 fn seal_with_nonce_into(
-    cipher: &Aes256GcmSiv,
+    cipher: &Cipher,
     nonce: &[u8; NONCE_LEN],
     aad: &[u8],
     plaintext: &[u8],
@@ -495,7 +598,7 @@ fn seal_with_nonce_into(
     let start = out.len();
     out.extend_from_slice(plaintext);
     // Fails only when the plaintext exceeds the AEAD's limit (2^36 bytes, RFC 8452 section 6).
-    match cipher.encrypt_in_place_detached(Nonce::from_slice(nonce), aad, &mut out[start..]) {
+    match cipher.seal_in_place(nonce, aad, &mut out[start..]) {
         Ok(tag) => {
             out.extend_from_slice(&tag);
             Ok(())
@@ -537,7 +640,7 @@ pub(crate) struct SealError;
 
 /// Opens `nonce || ciphertext || tag`. Returns the plaintext in a buffer zeroized on drop.
 pub(crate) fn open_detached(
-    cipher: &Aes256GcmSiv,
+    cipher: &Cipher,
     aad: &[u8],
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, ()> {
@@ -547,9 +650,9 @@ pub(crate) fn open_detached(
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
     let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
     let mut buf = Zeroizing::new(ct.to_vec());
-    cipher
-        .decrypt_in_place_detached(Nonce::from_slice(nonce), aad, &mut buf, tag.into())
-        .map_err(|_| ())?;
+    let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| ())?;
+    let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| ())?;
+    cipher.open_in_place(nonce, aad, &mut buf, tag)?;
     Ok(buf)
 }
 
@@ -602,7 +705,7 @@ fn unreachable_hmac() -> Hmac<Sha256> {
 /// key). Both are zeroized on drop (the `aes` crate's `zeroize` feature covers the round keys).
 pub struct ReadyKey {
     pub(crate) key: SecretKey,
-    pub(crate) cipher: Aes256GcmSiv,
+    pub(crate) cipher: Cipher,
     /// Version of this key.
     pub(crate) version: u32,
 }
