@@ -138,7 +138,7 @@ fn envelope_path(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("chatvault", size), &size, |b, _| {
             b.iter(|| {
                 black_box(
-                    envelope::open_record(&cipher, &sealed, &place, || String::new()).unwrap(),
+                    envelope::open_record(&cipher, &sealed, &place, String::new).unwrap(),
                 )
             })
         });
