@@ -137,9 +137,7 @@ fn envelope_path(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("chatvault", size), &size, |b, _| {
             b.iter(|| {
-                black_box(
-                    envelope::open_record(&cipher, &sealed, &place, String::new).unwrap(),
-                )
+                black_box(envelope::open_record(&cipher, &sealed, &place, String::new).unwrap())
             })
         });
     }

@@ -39,6 +39,15 @@ fn wanted(engine: &str) -> bool {
         .unwrap_or(true)
 }
 
+/// `CHATVAULT_BENCH_GROUPS=page_50,get_warm` limits which workloads are set up and run (the
+/// report script profiles one at a time, without the others' set-up in the profile); all by
+/// default.
+fn group_wanted(group: &str) -> bool {
+    std::env::var("CHATVAULT_BENCH_GROUPS")
+        .map(|v| v.split(',').any(|g| g.trim() == group))
+        .unwrap_or(true)
+}
+
 struct Stores {
     _dir: tempfile::TempDir,
     engines: Vec<Box<dyn Engine>>,
@@ -75,6 +84,17 @@ fn time_of(i: u64) -> i64 {
 }
 
 fn append(c: &mut Criterion, lines: &[Line]) {
+    if group_wanted("append_1t") {
+        append_1t(c, lines);
+    }
+    for (name, convs) in [("append_2t_one_conv", 1usize), ("append_2t_two_convs", 2)] {
+        if group_wanted(name) {
+            append_2t(c, lines, name, convs);
+        }
+    }
+}
+
+fn append_1t(c: &mut Criterion, lines: &[Line]) {
     let mut g = c.benchmark_group("append_1t");
     g.throughput(Throughput::Elements(1));
     let s = stores(1);
@@ -93,9 +113,10 @@ fn append(c: &mut Criterion, lines: &[Line]) {
         });
     }
     g.finish();
-    drop(s);
+}
 
-    for (name, convs) in [("append_2t_one_conv", 1usize), ("append_2t_two_convs", 2)] {
+fn append_2t(c: &mut Criterion, lines: &[Line], name: &str, convs: usize) {
+    {
         let mut g = c.benchmark_group(name);
         // One iteration: one message from each of the two threads.
         g.throughput(Throughput::Elements(2));
@@ -133,50 +154,54 @@ fn append(c: &mut Criterion, lines: &[Line]) {
 }
 
 fn reads(c: &mut Criterion, lines: &[Line]) {
-    let s = stores(1);
-    for e in &s.engines {
-        load(e.as_ref(), 0, lines, READ_SET);
+    if group_wanted("get_warm") || group_wanted("page_50") {
+        let s = stores(1);
+        for e in &s.engines {
+            load(e.as_ref(), 0, lines, READ_SET);
+        }
+        if group_wanted("get_warm") {
+            let mut g = c.benchmark_group("get_warm");
+            g.throughput(Throughput::Elements(1));
+            for e in &s.engines {
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+                g.bench_function(e.name(), |b| {
+                    b.iter(|| e.get(0, rng.below(READ_SET as u64) + 1))
+                });
+            }
+            g.finish();
+        }
+        if group_wanted("page_50") {
+            let mut g = c.benchmark_group("page_50");
+            g.throughput(Throughput::Elements(50));
+            for e in &s.engines {
+                let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+                g.bench_function(e.name(), |b| {
+                    b.iter(|| e.page(0, rng.below(READ_SET as u64 - 60) + 1))
+                });
+            }
+            g.finish();
+        }
     }
-
-    let mut g = c.benchmark_group("get_warm");
-    g.throughput(Throughput::Elements(1));
-    for e in &s.engines {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        g.bench_function(e.name(), |b| {
-            b.iter(|| e.get(0, rng.below(READ_SET as u64) + 1))
-        });
-    }
-    g.finish();
-
-    let mut g = c.benchmark_group("page_50");
-    g.throughput(Throughput::Elements(50));
-    for e in &s.engines {
-        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-        g.bench_function(e.name(), |b| {
-            b.iter(|| e.page(0, rng.below(READ_SET as u64 - 60) + 1))
-        });
-    }
-    g.finish();
-    drop(s);
 
     // The same with 10x the data: more than SQLCipher's default page cache holds.
-    let s = stores(1);
-    for e in &s.engines {
-        load_bulk(e.as_ref(), 0, lines, LARGE_READ_SET);
+    if group_wanted("get_warm_200k") {
+        let s = stores(1);
+        for e in &s.engines {
+            load_bulk(e.as_ref(), 0, lines, LARGE_READ_SET);
+        }
+        let mut g = c.benchmark_group("get_warm_200k");
+        g.throughput(Throughput::Elements(1));
+        for e in &s.engines {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+            g.bench_function(e.name(), |b| {
+                b.iter(|| e.get(0, rng.below(LARGE_READ_SET as u64) + 1))
+            });
+        }
+        g.finish();
     }
-    let mut g = c.benchmark_group("get_warm_200k");
-    g.throughput(Throughput::Elements(1));
-    for e in &s.engines {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        g.bench_function(e.name(), |b| {
-            b.iter(|| e.get(0, rng.below(LARGE_READ_SET as u64) + 1))
-        });
-    }
-    g.finish();
-    drop(s);
 
     // Cold: the same data in a vault reopened with a key cache of one entry.
-    if !wanted("chatvault") {
+    if !wanted("chatvault") || !group_wanted("get_cold") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -285,7 +310,9 @@ fn all(c: &mut Criterion) {
 
     append(c, &lines);
     reads(c, &lines);
-    import(c, &label, &files);
+    if group_wanted("import_corpus") {
+        import(c, &label, &files);
+    }
 }
 
 criterion_group! {

@@ -230,7 +230,9 @@ def shorten(sym, n=110):
     return sym if len(sym) <= n else sym[: n - 1] + "…"
 
 
-def machine():
+def machine(work):
+    cp = os.path.join(work, "commit")
+    commit = open(cp).read().strip() if os.path.exists(cp) else sh("git rev-parse --short HEAD")
     cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-").strip()
     flags = sh("grep -m1 '^flags' /proc/cpuinfo").split()
     feats = [f for f in ["aes", "pclmulqdq", "avx2", "avx512f", "vaes", "vpclmulqdq", "sha_ni"] if f in flags]
@@ -240,7 +242,7 @@ def machine():
         ("memory", f"{mem} GiB"),
         ("OS", f"{platform.system()} {platform.release()}"),
         ("rustc", sh("rustc --version")),
-        ("commit", sh("git rev-parse --short HEAD") + (" (with uncommitted changes)" if sh("git status --porcelain --untracked-files=no") else "")),
+        ("commit", commit),
         ("disk", "`fdatasync` of a small write: see the import notes"),
     ]
 
@@ -250,14 +252,18 @@ def render(args):
     info = load_info(os.path.join(args.work, "info.tsv"))
     out = []
     w = out.append
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = os.path.join(args.work, "started")
+    now = (open(started).read().strip() if os.path.exists(started) else
+           datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
     w("# chatvault benchmarks")
     w("")
-    w(f"Written by `scripts/bench-report` on {now} (run time {args.seconds // 60} min {args.seconds % 60} s). "
+    w(f"Written by `scripts/bench-report` from a run started {now} (run time {args.seconds // 60} min {args.seconds % 60} s). "
       "Every figure below comes from that one run, on this machine: the ratios compare engines "
       "measured minutes apart, never figures from different runs. Re-run the script after a "
-      "change and commit the new report.")
+      "change and commit the new report: `./dev bench` (or `scripts/bench-report [OUTPUT.md]`), "
+      "about 15 minutes on this machine; it needs the IRC corpus in `../shared/corpus` and stops "
+      "without it.")
     w("")
     w("**Ratios** are speed ratios: *baseline time ÷ chatvault time*. 1.00x means as fast as the "
       "baseline; 0.90x means chatvault takes 1/0.9 of the baseline's time; 15x means chatvault "
@@ -271,7 +277,7 @@ def render(args):
     w("")
     w("| | |")
     w("|---|---|")
-    for k, v in machine():
+    for k, v in machine(args.work):
         if k == "disk":
             continue
         w(f"| {k} | {v} |")
@@ -500,8 +506,8 @@ def render(args):
             w("")
             continue
         buckets, top = ps
-        w(f"`perf record -F 1999` of `{mid}` alone for 8 s (criterion `--profile-time`; the "
-          "store set-up is in the profile too, but the 8 s loop dominates). Self time by component "
+        w(f"`perf record -F 1999` of `{mid}` alone for 8 s (criterion `--profile-time`; only that "
+          "workload's store is set up, and its set-up is in the profile too, but the 8 s loop dominates). Self time by component "
           "(symbols classified by name; `other` is mostly unresolved frames and libstd):")
         w("")
         w("| component | share of samples |")
