@@ -9,9 +9,9 @@ use aes_gcm_siv::aead::{AeadInPlace, KeyInit};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-/// Plaintext sizes (bytes of the postcard payload chatvault seals). IRC corpus payloads: p10
-/// ~28, p50 ~62, p90 ~146, p99 ~298, max ~490 (BENCHMARKS.md has the exact figures); 4 KiB
-/// stands for a long message.
+/// Plaintext sizes (bytes of the postcard payload chatvault seals). IRC corpus payloads
+/// (ubuntu/dev + new-domains): p10 23, p50 62, p90 155, p99 328, max 480 (BENCHMARKS.md has the
+/// figures of each run); 4 KiB stands for a long message.
 pub const SIZES: [usize; 6] = [32, 64, 128, 256, 512, 4096];
 
 /// AAD of a message record: "chatvault/v1/record" (19) + header (26) + RocksDB key (24).
