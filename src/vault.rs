@@ -944,28 +944,7 @@ impl Vault {
         let (header, dek) = i.writer_dek(&ts, conv.0, cur.author.0, cur.sent_at_ms)?;
         let mut batch = WriteBatch::default();
         // Old revision, sealed in place under the revisions CF.
-        let rplace = codec::revision_key(tenant.0, conv.0, id, cur.revision);
-        let old = MessagePayload {
-            author: cur.author.0,
-            sent_at_ms: cur.sent_at_ms,
-            kind: cur.kind,
-            body: cur.body.clone(),
-            reply_to: cur.reply_to,
-            also_reply_to: cur.also_reply_to.clone(),
-            attachments: cur.attachments.clone(),
-            edited_at_ms: cur.edited_at_ms,
-            deleted_at_ms: None,
-        };
-        let rheader = RecordHeader {
-            kind: RecordKind::Revision,
-            revision: cur.revision,
-            ..header
-        };
-        batch.put_cf(
-            &i.cf(cf::REVISIONS)?,
-            &rplace,
-            envelope::seal_record(&dek.cipher, &rheader, &rplace, &to_postcard(&old)?)?,
-        );
+        let old = i.keep_as_revision(&mut batch, tenant.0, conv.0, &cur, &header, &dek)?;
         let new_rev = cur.revision + 1;
         let place = codec::message_key(tenant.0, conv.0, id);
         let new = MessagePayload {
@@ -1046,28 +1025,7 @@ impl Vault {
         if held {
             // Under legal hold the original and its revisions are kept (hidden from readers)
             // until the hold is released: the current revision moves to the revisions CF.
-            let rplace = codec::revision_key(tenant.0, conv.0, id, cur.revision);
-            let old = MessagePayload {
-                author: cur.author.0,
-                sent_at_ms: cur.sent_at_ms,
-                kind: cur.kind,
-                body: cur.body.clone(),
-                reply_to: cur.reply_to,
-                also_reply_to: cur.also_reply_to.clone(),
-                attachments: cur.attachments.clone(),
-                edited_at_ms: cur.edited_at_ms,
-                deleted_at_ms: None,
-            };
-            let rheader = RecordHeader {
-                kind: RecordKind::Revision,
-                revision: cur.revision,
-                ..header
-            };
-            batch.put_cf(
-                &i.cf(cf::REVISIONS)?,
-                &rplace,
-                envelope::seal_record(&dek.cipher, &rheader, &rplace, &to_postcard(&old)?)?,
-            );
+            i.keep_as_revision(&mut batch, tenant.0, conv.0, &cur, &header, &dek)?;
         } else {
             let rprefix = codec::message_key(tenant.0, conv.0, id);
             let rend = prefix_successor(&rprefix).unwrap_or_default();
@@ -1843,6 +1801,42 @@ impl Inner {
         let ready = ReadyKey::new(secret, header.version);
         self.cache.insert(id.clone(), ready.clone());
         Ok(ready)
+    }
+
+    /// Seals the current revision `cur` into the revisions CF (in `batch`) and returns its
+    /// payload. Used by edits, and by deletions under a legal hold.
+    pub(crate) fn keep_as_revision(
+        &self,
+        batch: &mut WriteBatch,
+        t: Iid,
+        c: Iid,
+        cur: &Message,
+        header: &RecordHeader,
+        dek: &ReadyKey,
+    ) -> Result<MessagePayload> {
+        let rplace = codec::revision_key(t, c, cur.id, cur.revision);
+        let old = MessagePayload {
+            author: cur.author.0,
+            sent_at_ms: cur.sent_at_ms,
+            kind: cur.kind,
+            body: cur.body.clone(),
+            reply_to: cur.reply_to,
+            also_reply_to: cur.also_reply_to.clone(),
+            attachments: cur.attachments.clone(),
+            edited_at_ms: cur.edited_at_ms,
+            deleted_at_ms: None,
+        };
+        let rheader = RecordHeader {
+            kind: RecordKind::Revision,
+            revision: cur.revision,
+            ..*header
+        };
+        batch.put_cf(
+            &self.cf(cf::REVISIONS)?,
+            &rplace,
+            envelope::seal_record(&dek.cipher, &rheader, &rplace, &to_postcard(&old)?)?,
+        );
+        Ok(old)
     }
 
     /// The error for a message id with no record: `Expired` when the id was handed out and the
