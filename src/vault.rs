@@ -493,19 +493,10 @@ impl Vault {
 
     /// Looks a user up by external id. Errors: [`Error::NotFound`].
     pub fn user_id(&self, tenant: TenantId, external_id: &str) -> Result<UserId> {
-        let i = &self.inner;
-        let ts = i.tenant_state(tenant.0)?;
-        match i.get(
-            cf::META,
-            &i.dir_entry(&ts, codec::meta::DIR_USER, external_id),
-        )? {
-            Some(v) => Ok(UserId(be64(&v).ok_or_else(|| {
-                Error::corrupt("user directory entry", "not 8 bytes")
-            })?)),
-            None => Err(Error::NotFound {
-                what: "user".into(),
-            }),
-        }
+        let ts = self.inner.tenant_state(tenant.0)?;
+        self.inner
+            .dir_lookup(&ts, codec::meta::DIR_USER, external_id, "user")
+            .map(UserId)
     }
 
     /// A user's external id and profile. Errors: [`Error::NotFound`], [`Error::Shredded`].
@@ -616,19 +607,10 @@ impl Vault {
 
     /// Looks a conversation up by external id. Errors: [`Error::NotFound`].
     pub fn conversation_id(&self, tenant: TenantId, external_id: &str) -> Result<ConversationId> {
-        let i = &self.inner;
-        let ts = i.tenant_state(tenant.0)?;
-        match i.get(
-            cf::META,
-            &i.dir_entry(&ts, codec::meta::DIR_CONV, external_id),
-        )? {
-            Some(v) => Ok(ConversationId(be64(&v).ok_or_else(|| {
-                Error::corrupt("conversation directory entry", "not 8 bytes")
-            })?)),
-            None => Err(Error::NotFound {
-                what: "conversation".into(),
-            }),
-        }
+        let ts = self.inner.tenant_state(tenant.0)?;
+        self.inner
+            .dir_lookup(&ts, codec::meta::DIR_CONV, external_id, "conversation")
+            .map(ConversationId)
     }
 
     /// One conversation's record.
@@ -1387,6 +1369,21 @@ impl Inner {
                 name.as_bytes(),
             ))
             .into_vec()
+    }
+
+    /// Looks an external id up in a tenant's directory (users or conversations).
+    pub(crate) fn dir_lookup(
+        &self,
+        ts: &TenantState,
+        sub: u8,
+        external_id: &str,
+        what: &str,
+    ) -> Result<Iid> {
+        match self.get(cf::META, &self.dir_entry(ts, sub, external_id))? {
+            Some(v) => be64(&v)
+                .ok_or_else(|| Error::corrupt(format!("{what} directory entry"), "not 8 bytes")),
+            None => Err(Error::NotFound { what: what.into() }),
+        }
     }
 
     pub(crate) fn dir_entry(&self, ts: &TenantState, sub: u8, external_id: &str) -> Vec<u8> {
