@@ -1196,6 +1196,21 @@ fn excerpt(line: &str) -> String {
 mod tests {
     use super::*;
 
+    /// (kind, nick, body, ms since `base`) of every message: what the line-shape tests compare.
+    fn rows(log: &IrcLog, base: i64) -> Vec<(IrcKind, &str, &str, i64)> {
+        log.messages
+            .iter()
+            .map(|m| {
+                (
+                    m.kind,
+                    m.nick.as_str(),
+                    m.body.as_str(),
+                    m.sent_at_ms - base,
+                )
+            })
+            .collect()
+    }
+
     const D2004_11_15: i64 = 1_100_476_800_000;
     const D2018_05_29: i64 = 1_527_552_000_000;
     const D2013_01_26: i64 = 1_359_158_400_000;
@@ -1347,18 +1362,7 @@ mod tests {
 [12:19] <b> ok
 ";
         let (log, st) = parse_log_with_stats("2004-11-15_03.raw.txt", text, None).unwrap();
-        let got: Vec<_> = log
-            .messages
-            .iter()
-            .map(|m| {
-                (
-                    m.kind,
-                    m.nick.as_str(),
-                    m.body.as_str(),
-                    m.sent_at_ms - D2004_11_15,
-                )
-            })
-            .collect();
+        let got = rows(&log, D2004_11_15);
         assert_eq!(
             got,
             [
@@ -1490,18 +1494,7 @@ rust 2018-05-30 [00:01:02] <b>  indented
             (log.channel.as_str(), log.conversation.as_str()),
             ("rust", "rust.0")
         );
-        let got: Vec<_> = log
-            .messages
-            .iter()
-            .map(|m| {
-                (
-                    m.kind,
-                    m.nick.as_str(),
-                    m.body.as_str(),
-                    m.sent_at_ms - D2018_05_29,
-                )
-            })
-            .collect();
+        let got = rows(&log, D2018_05_29);
         let s = |h, m, s: i64| hm(h, m) + s * 1000;
         assert_eq!(
             got,
@@ -1591,18 +1584,7 @@ ubuntu-meeting 2006-05-01 [01:54] <d> afternoon
         let (log, st) = parse_log_with_stats("ubuntu-meeting.2.ascii.txt", text, None).unwrap();
         assert_eq!(log.channel, "ubuntu-meeting");
         assert_eq!(log.system_lines, 2);
-        let got: Vec<_> = log
-            .messages
-            .iter()
-            .map(|m| {
-                (
-                    m.kind,
-                    m.nick.as_str(),
-                    m.body.as_str(),
-                    m.sent_at_ms - D2006_04_30,
-                )
-            })
-            .collect();
+        let got = rows(&log, D2006_04_30);
         assert_eq!(
             got,
             [
