@@ -39,6 +39,12 @@ pub(crate) mod meta {
     pub const WATERMARK: u8 = 0x0E;
     /// `0x10 | tenant | kind | id | start` → shred tombstone (postcard; internal ids only).
     pub const SHRED: u8 = 0x10;
+    /// `0x11 | tenant | conv` → empty: a key path to re-version at the next purge (conv 0: the
+    /// tenant KEK only). Written in the same batch as the key destruction.
+    pub const REKEY_PENDING: u8 = 0x11;
+    /// `0x14` → root key versions to retire (postcard `Vec<u32>`), written with the re-versioning
+    /// batch and deleted once the key provider has retired them.
+    pub const RETIRE_PENDING: u8 = 0x14;
     /// `0x0F` → time of the last purge (i64 BE, UTC ms).
     pub const LAST_PURGE: u8 = 0x0F;
     /// Directory sub-kind for conversations.
@@ -57,6 +63,10 @@ pub(crate) mod keys {
     pub const EPOCH: u8 = 0x03;
     /// `0x04 | tenant | user | version` → user key wrapped by the tenant KEK.
     pub const USER: u8 = 0x04;
+    /// `0x05 | tenant | version` → the tenant's directory (blind index) key, wrapped by the
+    /// tenant KEK. Written when the tenant KEK first gets a new version; before that the
+    /// directory key is derived from the tenant KEK (DESIGN.md §7).
+    pub const INDEX: u8 = 0x05;
 }
 
 /// Incremental key builder.

@@ -310,6 +310,23 @@ pub enum MetaKind {
     Hold = 8,
 }
 
+impl MetaKind {
+    /// The kind with this byte, if any.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => MetaKind::Tenant,
+            2 => MetaKind::Conversation,
+            3 => MetaKind::Member,
+            4 => MetaKind::User,
+            5 => MetaKind::TenantPolicy,
+            6 => MetaKind::ConvPolicy,
+            7 => MetaKind::PolicyLog,
+            8 => MetaKind::Hold,
+            _ => return None,
+        })
+    }
+}
+
 /// Seals a metadata record under `cipher` (key version `key_version`), bound to `place`.
 pub fn seal_meta(
     cipher: &Cipher,

@@ -10,8 +10,10 @@
 //!  +--------+-----+-----------+-------------+------------+
 //!  provider AAD = "chatvault/v1/vault-key" || vault id
 //! ```
-//! The vault key keys the blind index of tenant names. The file is written once, atomically
-//! (write a temporary file, fsync, rename, fsync the directory).
+//! The vault key keys the blind index of tenant names. The file is written atomically (write a
+//! temporary file, fsync, rename, fsync the directory): at creation, and again with the same
+//! vault key wrapped under a new root key version when the purge re-versions key paths
+//! (`rekey.rs`).
 
 use std::io::Write;
 use std::path::Path;
@@ -38,12 +40,37 @@ pub(crate) fn create(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey
     getrandom::getrandom(&mut vault_id)
         .map_err(|e| ProviderError::Unavailable(format!("OS random source: {e}")))?;
     let key = SecretKey::generate()?;
-    let blob = provider.wrap(&key, &aad(&vault_id))?;
+    if path.exists() {
+        return Err(Error::AlreadyExists {
+            what: format!("a vault at {}", dir.display()),
+        });
+    }
+    write(dir, provider, &vault_id, &key)?;
+    Ok(key)
+}
+
+/// Wraps the (unchanged) vault key again under the provider's current root key version and
+/// replaces the file atomically, keeping the vault id. Used when the root key gets a new
+/// version: a crash leaves the old file (old root version) or the new one, and both versions
+/// are in the provider until the old one is retired after this returns.
+pub(crate) fn rewrap(dir: &Path, provider: &dyn KeyProvider, vault_key: &SecretKey) -> Result<()> {
+    let vault_id = read(dir)?.0;
+    write(dir, provider, &vault_id, vault_key)
+}
+
+fn write(
+    dir: &Path,
+    provider: &dyn KeyProvider,
+    vault_id: &[u8; 16],
+    key: &SecretKey,
+) -> Result<()> {
+    let path = dir.join(KEYCHECK_FILE);
+    let blob = provider.wrap(key, &aad(vault_id))?;
     let len = u16::try_from(blob.len())
         .map_err(|_| ProviderError::Malformed("wrapped vault key over 64 KiB".into()))?;
     let mut bytes = MAGIC.to_vec();
     bytes.push(FORMAT);
-    bytes.extend_from_slice(&vault_id);
+    bytes.extend_from_slice(vault_id);
     bytes.extend_from_slice(&len.to_be_bytes());
     bytes.extend_from_slice(&blob);
 
@@ -57,22 +84,15 @@ pub(crate) fn create(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey
     f.write_all(&bytes).map_err(Error::io("writing", &tmp))?;
     f.sync_all().map_err(Error::io("syncing", &tmp))?;
     drop(f);
-    if path.exists() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::AlreadyExists {
-            what: format!("a vault at {}", dir.display()),
-        });
-    }
     std::fs::rename(&tmp, &path).map_err(Error::io("renaming", &path))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(Error::io("syncing directory", dir))?;
-    Ok(key)
+    Ok(())
 }
 
-/// Reads the key-check file and unwraps the vault key. A root key that does not open it gives
-/// [`Error::WrongRootKey`].
-pub(crate) fn open(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey> {
+/// Reads the key-check file: the vault id and the provider's blob.
+fn read(dir: &Path) -> Result<([u8; 16], Vec<u8>)> {
     let path = dir.join(KEYCHECK_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -105,7 +125,16 @@ pub(crate) fn open(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey> 
     let blob = bytes
         .get(23..23 + len)
         .ok_or_else(|| Error::corrupt(what(), "truncated"))?;
-    match provider.unwrap(blob, &aad(&vault_id)) {
+    Ok((vault_id, blob.to_vec()))
+}
+
+/// Reads the key-check file and unwraps the vault key. A root key that does not open it gives
+/// [`Error::WrongRootKey`].
+pub(crate) fn open(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey> {
+    let path = dir.join(KEYCHECK_FILE);
+    let what = || format!("key-check file {}", path.display());
+    let (vault_id, blob) = read(dir)?;
+    match provider.unwrap(&blob, &aad(&vault_id)) {
         Ok(k) => Ok(k),
         Err(ProviderError::Authentication) | Err(ProviderError::UnknownVersion(_)) => {
             Err(Error::WrongRootKey {

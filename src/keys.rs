@@ -13,7 +13,7 @@ use std::sync::Arc;
 use hkdf::Hkdf;
 use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rand::RngCore;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -197,6 +197,10 @@ pub enum ProviderError {
     /// The provider cannot be reached or used now (KMS down, no randomness, bad key file).
     #[error("key provider unavailable: {0}")]
     Unavailable(String),
+    /// The provider cannot add or retire root key versions (for example a root key passed in
+    /// an environment variable, which chatvault cannot rewrite).
+    #[error("the key provider cannot add or retire root key versions: {0}")]
+    CannotRotate(String),
 }
 
 impl ProviderError {
@@ -220,6 +224,29 @@ pub trait KeyProvider: Send + Sync + 'static {
     fn wrap(&self, key: &SecretKey, aad: &[u8]) -> Result<Vec<u8>, ProviderError>;
     /// Unwraps a blob produced by [`KeyProvider::wrap`] with the same `aad`.
     fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<SecretKey, ProviderError>;
+    /// Root key versions held, lowest first. Default: only the current one.
+    fn versions(&self) -> Vec<u32> {
+        vec![self.current_version()]
+    }
+    /// Adds a fresh root key version and makes it current; durable (for a key file: written
+    /// and fsynced) before it returns. The vault calls this when it re-versions key paths after
+    /// crypto-shredding (see [`crate::Vault::purge`]). Default:
+    /// [`ProviderError::CannotRotate`].
+    fn add_version(&self) -> Result<u32, ProviderError> {
+        Err(ProviderError::CannotRotate(
+            "this key provider does not implement add_version".into(),
+        ))
+    }
+    /// Destroys a root key version for good (durably). Anything still wrapped under it can
+    /// never be unwrapped again: the vault retires only versions that nothing it holds uses.
+    /// Retiring a version the provider does not hold is not an error. The current version
+    /// cannot be retired. Default: [`ProviderError::CannotRotate`].
+    fn retire_version(&self, version: u32) -> Result<(), ProviderError> {
+        let _ = version;
+        Err(ProviderError::CannotRotate(
+            "this key provider does not implement retire_version".into(),
+        ))
+    }
 }
 
 /// Environment variable that may hold the root key instead of a key file (same text format as
@@ -243,15 +270,31 @@ const ROOT_WRAP_VERSION: u8 = 1;
 ///
 /// Wrapped blob (65 bytes): `fmt=1 (u8) | root version (u32 BE) | nonce (12) | ct (32) | tag (16)`,
 /// sealed with AES-256-GCM-SIV under that root key version, AAD = caller's AAD.
+///
+/// Rotation ([`KeyProvider::add_version`], [`KeyProvider::retire_version`]): a provider loaded
+/// from a key file rewrites that file (a temporary file in the same directory, mode 0600,
+/// fsynced, renamed over the old one, directory fsynced), so that a crash leaves either the old
+/// or the new file; one made in memory ([`StaticKeyProvider::single`]) changes only in memory;
+/// one parsed from [`ROOT_KEY_ENV`] cannot rotate ([`ProviderError::CannotRotate`]). A key file
+/// belongs to one vault: the vault retires versions it no longer uses.
 pub struct StaticKeyProvider {
-    keys: Vec<(u32, Cipher, SecretKey)>,
+    keys: RwLock<Vec<(u32, Cipher, SecretKey)>>,
+    source: KeySource,
+}
+
+/// Where a [`StaticKeyProvider`]'s keys came from, and so where rotations go.
+#[derive(Debug, Clone)]
+enum KeySource {
+    Memory,
+    File(PathBuf),
+    Env,
 }
 
 impl fmt::Debug for StaticKeyProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let versions: Vec<u32> = self.keys.iter().map(|(v, _, _)| *v).collect();
         f.debug_struct("StaticKeyProvider")
-            .field("versions", &versions)
+            .field("versions", &self.versions())
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
@@ -261,7 +304,8 @@ impl StaticKeyProvider {
     pub fn single(key: SecretKey) -> Self {
         let cipher = key.cipher();
         StaticKeyProvider {
-            keys: vec![(1, cipher, key)],
+            keys: RwLock::new(vec![(1, cipher, key)]),
+            source: KeySource::Memory,
         }
     }
 
@@ -385,7 +429,10 @@ impl StaticKeyProvider {
             )));
         }
         keys.sort_by_key(|(v, _, _)| *v);
-        Ok(StaticKeyProvider { keys })
+        Ok(StaticKeyProvider {
+            keys: RwLock::new(keys),
+            source: KeySource::Memory,
+        })
     }
 
     /// Loads a key file. Refuses a file that others can read (mode must not grant group or
@@ -453,20 +500,84 @@ impl StaticKeyProvider {
             }
         }
         // Name the file in parse errors ("key file, line 3: ..." -> "key file P, line 3: ...").
-        Self::parse(&text).map_err(|e| match e {
+        let mut p = Self::parse(&text).map_err(|e| match e {
             ProviderError::Unavailable(m) => unavailable(match m.strip_prefix("key file") {
                 Some(rest) => format!("key file {}{rest}", path.display()),
                 None => format!("{} is {m}", path.display()),
             }),
             e => e,
-        })
+        })?;
+        p.source = KeySource::File(path.to_path_buf());
+        Ok(p)
+    }
+
+    /// Marks a provider parsed with [`StaticKeyProvider::parse_env_value`] as coming from the
+    /// environment: it then refuses to rotate (a new version would be lost at exit).
+    pub fn from_env_source(mut self) -> Self {
+        self.source = KeySource::Env;
+        self
+    }
+
+    /// Writes the key file from `keys` (temporary file, fsync, rename, fsync the directory).
+    fn write_key_file(path: &Path, keys: &[(u32, Cipher, SecretKey)]) -> std::io::Result<()> {
+        use std::io::Write;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut text = Zeroizing::new(format!(
+            "# chatvault root key. Keep it secret and back it up apart from the vault:\n\
+             # without it the vault can never be read again. The highest version is current;\n\
+             # chatvault adds and retires versions itself (key re-versioning at purge).\n\
+             {KEY_FILE_MAGIC}\n"
+        ));
+        for (v, _, k) in keys {
+            text.push_str(&format!(
+                "{v}:{}\n",
+                Zeroizing::new(hex::encode(k.expose())).as_str()
+            ));
+        }
+        let _ = std::fs::remove_file(&tmp);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Persists `keys` where this provider's keys came from.
+    fn persist(&self, keys: &[(u32, Cipher, SecretKey)]) -> Result<(), ProviderError> {
+        match &self.source {
+            KeySource::Memory => Ok(()),
+            KeySource::Env => Err(ProviderError::CannotRotate(format!(
+                "the root key came from {ROOT_KEY_ENV}, which chatvault cannot rewrite; use a \
+                 key file (--key-file) so that root key versions can be added and retired"
+            ))),
+            KeySource::File(path) => Self::write_key_file(path, keys).map_err(|e| {
+                ProviderError::Unavailable(format!(
+                    "cannot rewrite key file {}: {e} (the file is unchanged)",
+                    path.display()
+                ))
+            }),
+        }
     }
 
     /// Loads the root key from [`ROOT_KEY_ENV`] if it is set, else from `key_file`.
     pub fn from_env_or_file(key_file: Option<&Path>) -> Result<Self, ProviderError> {
         if let Ok(v) = std::env::var(ROOT_KEY_ENV) {
             let v = Zeroizing::new(v);
-            return Self::parse_env_value(&v);
+            return Self::parse_env_value(&v).map(StaticKeyProvider::from_env_source);
         }
         match key_file {
             Some(p) => Self::from_file(p),
@@ -505,23 +616,68 @@ impl StaticKeyProvider {
             };
             std::fs::File::open(dir)?.sync_all()?;
         }
-        Ok(Self::single(key))
+        let mut p = Self::single(key);
+        p.source = KeySource::File(path.to_path_buf());
+        Ok(p)
     }
 
     /// Root key versions held, lowest first.
     pub fn versions(&self) -> Vec<u32> {
-        self.keys.iter().map(|(v, _, _)| *v).collect()
+        self.keys.read().iter().map(|(v, _, _)| *v).collect()
     }
 }
 
 impl KeyProvider for StaticKeyProvider {
     fn current_version(&self) -> u32 {
-        self.keys.last().map(|(v, _, _)| *v).unwrap_or(0)
+        self.keys.read().last().map(|(v, _, _)| *v).unwrap_or(0)
+    }
+
+    fn versions(&self) -> Vec<u32> {
+        StaticKeyProvider::versions(self)
+    }
+
+    fn add_version(&self) -> Result<u32, ProviderError> {
+        let mut keys = self.keys.write();
+        let v = keys
+            .last()
+            .map(|(v, _, _)| *v)
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| ProviderError::CannotRotate("root key version overflow".into()))?;
+        let key = SecretKey::generate()?;
+        let mut next: Vec<(u32, Cipher, SecretKey)> = keys
+            .iter()
+            .map(|(v, _, k)| (*v, k.cipher(), k.clone()))
+            .collect();
+        next.push((v, key.cipher(), key));
+        self.persist(&next)?;
+        *keys = next;
+        Ok(v)
+    }
+
+    fn retire_version(&self, version: u32) -> Result<(), ProviderError> {
+        let mut keys = self.keys.write();
+        if keys.last().map(|(v, _, _)| *v) == Some(version) {
+            return Err(ProviderError::CannotRotate(format!(
+                "root key version {version} is the current version and cannot be retired"
+            )));
+        }
+        if !keys.iter().any(|(v, _, _)| *v == version) {
+            return Ok(());
+        }
+        let next: Vec<(u32, Cipher, SecretKey)> = keys
+            .iter()
+            .filter(|(v, _, _)| *v != version)
+            .map(|(v, _, k)| (*v, k.cipher(), k.clone()))
+            .collect();
+        self.persist(&next)?;
+        *keys = next;
+        Ok(())
     }
 
     fn wrap(&self, key: &SecretKey, aad: &[u8]) -> Result<Vec<u8>, ProviderError> {
-        let (version, cipher, _) = self
-            .keys
+        let keys = self.keys.read();
+        let (version, cipher, _) = keys
             .last()
             .ok_or_else(|| ProviderError::Unavailable("no root key".into()))?;
         let mut out = Vec::with_capacity(5 + NONCE_LEN + KEY_LEN + TAG_LEN);
@@ -550,8 +706,8 @@ impl KeyProvider for StaticKeyProvider {
             )));
         }
         let version = u32::from_be_bytes([wrapped[1], wrapped[2], wrapped[3], wrapped[4]]);
-        let (_, cipher, _) = self
-            .keys
+        let keys = self.keys.read();
+        let (_, cipher, _) = keys
             .iter()
             .find(|(v, _, _)| *v == version)
             .ok_or(ProviderError::UnknownVersion(version))?;

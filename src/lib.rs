@@ -54,6 +54,7 @@ mod keycheck;
 pub mod keys;
 mod model;
 mod policy;
+mod rekey;
 pub mod retention;
 pub mod shred;
 mod vault;
@@ -67,6 +68,7 @@ pub use model::{
     Revision, TenantId, TenantInfo, TenantOptions, UserId, UserInfo, UserProfile,
 };
 pub use policy::{ConversationPurge, PurgeOptions, PurgeReport};
+pub use rekey::RekeyReport;
 pub use retention::{
     Actor, Clock, FakeClock, History, Hold, HoldScope, Policy, PolicyChange, PolicyOverride,
     Retention, SystemClock, TenantPolicy,

@@ -71,6 +71,15 @@ pub struct PurgeReport {
     pub remaining_records: u64,
     /// Files scanned by the last verification.
     pub files_scanned: u64,
+    /// Key paths marked for re-versioning (by shreds and destroyed epoch keys) when the purge
+    /// started; a dry run only counts them.
+    pub key_paths_pending: u64,
+    /// The key re-versioning pass this purge ran, if any (see [`Vault::rekey`]).
+    pub rekey: Option<crate::RekeyReport>,
+    /// Why old copies of the directory (backups, checkpoints) can still open destroyed data:
+    /// set when the root key provider cannot add versions (a root key from
+    /// `CHATVAULT_ROOT_KEY`); `complete` is then `false`. Use a key file and purge again.
+    pub old_copies_exposed: Option<String>,
 }
 
 impl PurgeReport {
@@ -673,7 +682,11 @@ impl Vault {
             attempts: 0,
             remaining_records: 0,
             files_scanned: 0,
+            key_paths_pending: 0,
+            rekey: None,
+            old_copies_exposed: None,
         };
+        report.key_paths_pending = self.rekey_pending()?.len() as u64;
         let mut needles: Vec<Vec<u8>> = Vec::new();
         let mut ranges: Vec<Vec<u8>> = Vec::new();
         // Epoch keys to destroy: (tenant, conversation, first epoch kept).
@@ -783,7 +796,9 @@ impl Vault {
             .tenants
             .values()
             .any(|tr| tr.shred != crate::retention::ShredState::default());
-        if opts.dry_run || (report.conversations.is_empty() && !any_shred) {
+        if opts.dry_run
+            || (report.conversations.is_empty() && !any_shred && report.key_paths_pending == 0)
+        {
             return Ok(report);
         }
 
@@ -808,6 +823,8 @@ impl Vault {
                 w.advance(end, &[]);
                 let place = KeyBuf::tag(codec::meta::WATERMARK).u64(t).u64(c).into_vec();
                 batch.put_cf(&i.cf(cf::META)?, place, enc(w)?);
+                // Old copies of the directory must not open these epochs either.
+                crate::rekey::mark(i, &mut batch, t, c)?;
             }
             i.write_sync(batch, "destroying expired epoch keys")?;
             tracing::info!(
@@ -823,6 +840,22 @@ impl Vault {
                     .any(|(dt, dc, first)| dt == t && dc == c && e < first),
                 _ => false,
             });
+        }
+
+        // New versions for every key on the path to a destroyed key (old copies of the
+        // directory), one pass for every destruction since the last purge.
+        let mut exposed = None;
+        match self.rekey_locked() {
+            Ok(Some(o)) => {
+                needles.extend(o.replaced);
+                report.rekey = Some(o.report);
+            }
+            Ok(None) => {}
+            Err(Error::KeyProvider(crate::keys::ProviderError::CannotRotate(m))) => {
+                tracing::warn!("key paths not re-versioned: {m}");
+                exposed = Some(m);
+            }
+            Err(e) => return Err(e),
         }
 
         let ac = AhoCorasick::new(&needles)
@@ -880,6 +913,10 @@ impl Vault {
                 report.complete = false;
                 break;
             }
+        }
+        if let Some(m) = exposed {
+            report.complete = false;
+            report.old_copies_exposed = Some(m);
         }
         tracing::info!(
             expired = report.expired_records(),

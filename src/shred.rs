@@ -151,6 +151,7 @@ impl Vault {
                     codec::keys::CONVERSATION,
                     codec::keys::EPOCH,
                     codec::keys::USER,
+                    codec::keys::INDEX,
                 ] {
                     ranges.push(KeyBuf::tag(kind).u64(t).into_vec());
                 }
@@ -225,6 +226,13 @@ impl Vault {
                 .map_err(|e| Error::InvalidInput(format!("cannot encode tombstone: {e}")))?,
         );
         // Durable before the call returns, whatever the vault's default durability.
+        // The path to the destroyed keys gets new key versions at the next purge, so that old
+        // copies of the directory cannot be opened with the live keys (`rekey.rs`).
+        let mark_conv = match scope {
+            ShredScope::Window { conversation, .. } => conversation.0,
+            _ => 0,
+        };
+        crate::rekey::mark(i, &mut batch, t, mark_conv)?;
         i.write_sync(batch, "shredding")?;
         apply_tombstone(&mut tr.shred, &tomb);
         self.publish_retention(t, tr);
@@ -262,6 +270,7 @@ fn key_tenant(k: &KeyId) -> Iid {
         | KeyId::Conv { t, .. }
         | KeyId::Epoch { t, .. }
         | KeyId::User { t, .. }
+        | KeyId::Index { t, .. }
         | KeyId::Dek { t, .. } => *t,
     }
 }

@@ -113,6 +113,11 @@ pub(crate) enum KeyId {
         u: Iid,
         v: u32,
     },
+    /// The tenant's directory key (stored once the tenant KEK has been re-versioned).
+    Index {
+        t: Iid,
+        v: u32,
+    },
     Dek {
         t: Iid,
         c: Iid,
@@ -145,7 +150,15 @@ pub(crate) struct Inner {
     pub(crate) db: Db,
     pub(crate) path: PathBuf,
     pub(crate) provider: Arc<dyn KeyProvider>,
+    /// The vault key (from the key-check file): keys the tenant directory; re-wrapped, never
+    /// changed, when the root key gets a new version.
+    pub(crate) vault_key: SecretKey,
     pub(crate) tenant_dir_key: SecretKey,
+    /// Bumped by every key re-versioning pass (under `rekey_lock`'s write side): a key load
+    /// that raced with one retries once, and never caches what it loaded.
+    pub(crate) rekey_generation: AtomicU64,
+    /// Held for writing while a re-versioning pass swaps keys (see `rekey.rs`).
+    pub(crate) rekey_lock: RwLock<()>,
     pub(crate) cache: KeyCache<KeyId>,
     pub(crate) tenants: RwLock<HashMap<Iid, Arc<TenantState>>>,
     pub(crate) convs: RwLock<HashMap<(Iid, Iid), Arc<ConvState>>>,
@@ -305,7 +318,10 @@ impl Vault {
             db,
             path: path.to_path_buf(),
             provider,
+            vault_key,
             tenant_dir_key,
+            rekey_generation: AtomicU64::new(0),
+            rekey_lock: RwLock::new(()),
             cache: KeyCache::new(opts.key_cache_entries),
             tenants: RwLock::new(HashMap::new()),
             convs: RwLock::new(HashMap::new()),
@@ -637,6 +653,9 @@ impl Vault {
         joined_at_ms: i64,
     ) -> Result<()> {
         let i = &self.inner;
+        // Membership records are sealed under the conversation key: not while a purge
+        // re-versions it (it holds `create_lock`).
+        let _g = i.create_lock.lock();
         let ckey = i.key(KeyId::Conv {
             t: tenant.0,
             c: conv.0,
@@ -672,6 +691,7 @@ impl Vault {
             .ok_or_else(|| Error::NotFound {
                 what: format!("member {user} of conversation {conv}"),
             })?;
+        let _g = i.create_lock.lock();
         let ckey = i.key(KeyId::Conv {
             t: tenant.0,
             c: conv.0,
@@ -1432,17 +1452,26 @@ impl Inner {
         let kek = self.key(KeyId::TenantKek { t, v: kv })?;
         let pt = envelope::open_meta(&kek.cipher, &v, MetaKind::Tenant, &place, what)?;
         let rec: TenantRecord = from_postcard(&pt, what)?;
-        let current = self.key(KeyId::TenantKek { t, v: 0 })?;
-        let mut info = Vec::with_capacity(9);
-        info.extend_from_slice(&t.to_be_bytes());
         let state = Arc::new(TenantState {
             iid: t,
-            dir_key: keys::derive_key(&[&current.key], labels::DIRECTORY, &info),
+            dir_key: self.tenant_dir_key_of(t)?,
             policy: rec.erasure_policy,
             epoch_ms: rec.epoch_ms,
         });
         self.tenants.write().insert(t, state.clone());
         Ok(state)
+    }
+
+    /// The key of tenant `t`'s directory (blind index of conversation and user ids): the stored
+    /// index key once the tenant KEK has been re-versioned, else derived from the current KEK.
+    pub(crate) fn tenant_dir_key_of(&self, t: Iid) -> Result<SecretKey> {
+        match self.key(KeyId::Index { t, v: 0 }) {
+            Ok(k) => return Ok(k.key.clone()),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let current = self.key(KeyId::TenantKek { t, v: 0 })?;
+        Ok(derived_dir_key(t, &current.key))
     }
 
     pub(crate) fn tenant_info(&self, t: Iid, place: &[u8], v: &[u8]) -> Result<TenantInfo> {
@@ -1708,10 +1737,31 @@ impl Inner {
 
     /// Loads (and caches) a key. `v == 0` means the current (highest) version. A key that is not
     /// stored gives `NotFound`; callers that know the key must exist turn that into `Shredded`.
+    ///
+    /// A load that fails while a key re-versioning pass rewrites the key path (it read a child
+    /// before the pass and its parent after) waits for the pass and retries once.
     pub(crate) fn key(&self, id: KeyId) -> Result<Arc<ReadyKey>> {
         if let Some(k) = self.cache.get(&id) {
             return Ok(k);
         }
+        let gen = self.rekey_generation.load(Ordering::Acquire);
+        match self.load_key(&id, gen) {
+            Err(Error::NotFound { .. } | Error::Shredded { .. } | Error::Authentication { .. })
+                if {
+                    // Waits for a pass in progress.
+                    drop(self.rekey_lock.read());
+                    self.rekey_generation.load(Ordering::Acquire) != gen
+                } =>
+            {
+                let gen = self.rekey_generation.load(Ordering::Acquire);
+                self.load_key(&id, gen)
+            }
+            r => r,
+        }
+    }
+
+    fn load_key(&self, id: &KeyId, gen: u64) -> Result<Arc<ReadyKey>> {
+        let id = id.clone();
         let (prefix, version, kind) = match &id {
             KeyId::TenantKek { t, v } => (
                 KeyBuf::tag(codec::keys::TENANT_KEK).u64(*t),
@@ -1732,6 +1782,11 @@ impl Inner {
                 KeyBuf::tag(codec::keys::USER).u64(*t).u64(*u),
                 *v,
                 codec::keys::USER,
+            ),
+            KeyId::Index { t, v } => (
+                KeyBuf::tag(codec::keys::INDEX).u64(*t),
+                *v,
+                codec::keys::INDEX,
             ),
             KeyId::Dek { .. } => {
                 return Err(Error::InvalidInput("DEKs are derived, not stored".into()))
@@ -1780,10 +1835,12 @@ impl Inner {
             }
             other => {
                 let parent_id = match other {
-                    KeyId::Conv { t, .. } | KeyId::User { t, .. } => KeyId::TenantKek {
-                        t: *t,
-                        v: header.parent_version,
-                    },
+                    KeyId::Conv { t, .. } | KeyId::User { t, .. } | KeyId::Index { t, .. } => {
+                        KeyId::TenantKek {
+                            t: *t,
+                            v: header.parent_version,
+                        }
+                    }
                     KeyId::Epoch { t, c, .. } => KeyId::Conv {
                         t: *t,
                         c: *c,
@@ -1796,7 +1853,11 @@ impl Inner {
             }
         };
         let ready = ReadyKey::new(secret, header.version);
-        self.cache.insert(id.clone(), ready.clone());
+        // Never cache what a re-versioning pass may have replaced meanwhile.
+        let _r = self.rekey_lock.read();
+        if self.rekey_generation.load(Ordering::Acquire) == gen {
+            self.cache.insert(id.clone(), ready.clone());
+        }
         Ok(ready)
     }
 
@@ -1927,6 +1988,11 @@ impl Inner {
 }
 
 #[cold]
+/// The directory key of a tenant that has no stored index key: HKDF of its KEK.
+pub(crate) fn derived_dir_key(t: Iid, kek: &SecretKey) -> SecretKey {
+    keys::derive_key(&[kek], labels::DIRECTORY, &t.to_be_bytes())
+}
+
 fn unreachable_key_id() -> KeyId {
     // Only called for the variants matched above; keep the type checker happy without panicking.
     KeyId::TenantKek { t: 0, v: u32::MAX }

@@ -75,7 +75,9 @@ pub fn provider(args: &VaultArgs) -> anyhow::Result<Arc<StaticKeyProvider>> {
         ),
         (Some(value), None) => {
             tracing::debug!("root key from {ROOT_KEY_ENV}");
-            StaticKeyProvider::parse_env_value(&value).map_err(unwrap_msg)?
+            StaticKeyProvider::parse_env_value(&value)
+                .map(StaticKeyProvider::from_env_source)
+                .map_err(unwrap_msg)?
         }
         (None, Some(file)) => {
             refuse_key_inside_data(file, &args.data)?;

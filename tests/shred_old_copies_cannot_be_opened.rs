@@ -1,0 +1,285 @@
+//! Old copies: a copy of the data directory taken before a shred (a backup, a copied folder)
+//! must not decrypt the shredded data after the purge, even for an attacker who also holds
+//! everything the live vault holds: its current root key (the key file) and every live key.
+//!
+//! The attack: start from the current key file and every key the live vault can unwrap, then
+//! unwrap everything possible from the old copy's `keys` column family, to a fixpoint (each key
+//! recovered from the old copy is tried as a parent too). Before the purge the attack recovers
+//! the shredded keys (the test shows that it works); after the purge it recovers none of them,
+//! and the old copy does not even open with the current key file.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use chatvault::envelope::{self, WrapHeader};
+use chatvault::{
+    Actor, Error, KeyProvider, NewMessage, PurgeOptions, SecretKey, ShredScope, StaticKeyProvider,
+    TenantOptions, Vault, VaultOptions,
+};
+use common::DAY;
+
+const D1: i64 = 1_700_000_000_000 - 1_700_000_000_000 % DAY;
+const D2: i64 = D1 + DAY;
+const TENANT_KEK: u8 = 0x01;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        assert!(e.file_type().unwrap().is_file(), "flat data directory");
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Every `(place, wrapped value)` of a data directory's `keys` column family.
+fn wrapped_keys(data: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let db = common::open_raw(data);
+    let cf = db.cf_handle(chatvault::cf::KEYS).unwrap();
+    db.iterator_cf(cf, rocksdb::IteratorMode::Start)
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// Unwraps, to a fixpoint, every key of `wrapped` that the root key `provider` and the keys in
+/// `known` (plus whatever is recovered on the way) can open. Returns the places recovered.
+fn attack(
+    provider: &dyn KeyProvider,
+    known: &[SecretKey],
+    wrapped: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> BTreeMap<Vec<u8>, SecretKey> {
+    let mut parents: Vec<SecretKey> = known.to_vec();
+    let mut got: BTreeMap<Vec<u8>, SecretKey> = BTreeMap::new();
+    loop {
+        let before = got.len();
+        for (place, value) in wrapped {
+            if got.contains_key(place) {
+                continue;
+            }
+            let Ok(h) = WrapHeader::decode(value, String::new) else {
+                continue;
+            };
+            let key = if place[0] == TENANT_KEK {
+                provider.unwrap(&value[10..], &h.aad(place)).ok()
+            } else {
+                parents.iter().find_map(|p| {
+                    envelope::unwrap_key(&p.cipher(), value, place, String::new)
+                        .ok()
+                        .map(|(_, k)| k)
+                })
+            };
+            if let Some(k) = key {
+                parents.push(k.clone());
+                got.insert(place.clone(), k);
+            }
+        }
+        if got.len() == before {
+            return got;
+        }
+    }
+}
+
+fn key_file_provider(path: &Path) -> Arc<StaticKeyProvider> {
+    Arc::new(StaticKeyProvider::from_file(path).unwrap())
+}
+
+#[test]
+fn an_old_copy_cannot_open_shredded_data_with_every_live_key() {
+    let d = tempfile::tempdir().unwrap();
+    let key_file = d.path().join("root.key");
+    let data = d.path().join("data");
+    let old = d.path().join("old-copy");
+    let p = Arc::new(StaticKeyProvider::create_key_file(&key_file).unwrap());
+    let v = Vault::create(&data, p, VaultOptions::default()).unwrap();
+
+    // acme: conversation x (shredded whole), y (day 1 shredded, day 2 kept), z (kept), user
+    // mallory (shredded); globex: shredded whole; initech: untouched.
+    let acme = common::fixture(&v, "acme", TenantOptions::default());
+    let (alice, bob) = (acme.alice, acme.bob);
+    let mallory = v
+        .create_user(acme.t, "mallory", chatvault::UserProfile::default())
+        .unwrap();
+    let conv = |name: &str| {
+        v.create_conversation(
+            acme.t,
+            name,
+            chatvault::ConversationKind::Group,
+            None,
+            &[(alice, 0), (bob, 0), (mallory, 0)],
+        )
+        .unwrap()
+    };
+    let (x, y, z) = (conv("x"), conv("y"), conv("z"));
+    for c in [x, y, z] {
+        for (day, who) in [(D1, alice), (D2, bob), (D2, mallory)] {
+            v.append(
+                acme.t,
+                c,
+                NewMessage::text(who, day + 5, format!("{c} {day} {who}")),
+            )
+            .unwrap()
+            .stored()
+            .unwrap();
+        }
+    }
+    let globex = common::fixture(&v, "globex", TenantOptions::default());
+    v.append(
+        globex.t,
+        globex.c,
+        NewMessage::text(globex.alice, D1, "globex secret"),
+    )
+    .unwrap()
+    .stored()
+    .unwrap();
+    let initech = common::fixture(&v, "initech", TenantOptions::default());
+    let kept = v
+        .append(
+            initech.t,
+            initech.c,
+            NewMessage::text(initech.bob, D2, "initech kept"),
+        )
+        .unwrap()
+        .stored()
+        .unwrap();
+    drop(v);
+
+    // The backup.
+    copy_dir(&data, &old);
+    let old_keys = wrapped_keys(&old);
+
+    let p = key_file_provider(&key_file);
+    let v = Vault::open(&data, p.clone(), VaultOptions::default()).unwrap();
+    let admin = Actor::operator();
+    v.shred(acme.t, admin, ShredScope::Conversation(x)).unwrap();
+    v.shred(
+        acme.t,
+        admin,
+        ShredScope::Window {
+            conversation: y,
+            at_ms: D1,
+        },
+    )
+    .unwrap();
+    v.shred(acme.t, admin, ShredScope::User(mallory)).unwrap();
+    v.shred(globex.t, admin, ShredScope::Tenant).unwrap();
+
+    // The places of every destroyed key, in the old copy.
+    let t8 = |t: chatvault::TenantId| t.as_u64().to_be_bytes();
+    let destroyed: Vec<Vec<u8>> = old_keys
+        .keys()
+        .filter(|k| {
+            let t = &k[1..9];
+            let c = || &k[9..17];
+            (t == t8(globex.t))
+                || (t == t8(acme.t)
+                    && match k[0] {
+                        0x02 | 0x03 => c() == x.as_u64().to_be_bytes(),
+                        0x04 => c() == mallory.as_u64().to_be_bytes(),
+                        _ => false,
+                    })
+                || (t == t8(acme.t)
+                    && k[0] == 0x03
+                    && c() == y.as_u64().to_be_bytes()
+                    && k[17..21] == ((D1 / DAY) as u32).to_be_bytes())
+        })
+        .cloned()
+        .collect();
+    assert_eq!(
+        destroyed.len(),
+        1 + 1 + 2 /* globex KEK, conv, 2 users */ + 1 /* globex epoch */
+            + 1 + 2 /* x: key, 2 epochs */ + 1 /* y day 1 */ + 1, /* mallory */
+        "the scopes' keys, as the old copy holds them"
+    );
+
+    // Before the purge, the attack works: the live keys open the old copy's shredded keys.
+    drop(v);
+    let live = attack(p.as_ref(), &[], &wrapped_keys(&data));
+    let live_keys: Vec<SecretKey> = live.values().cloned().collect();
+    let before = attack(p.as_ref(), &live_keys, &old_keys);
+    let exposed: Vec<_> = destroyed
+        .iter()
+        .filter(|k| before.contains_key(*k))
+        .collect();
+    assert!(
+        !exposed.is_empty(),
+        "before the purge an old copy is still exposed (the attack must be able to succeed)"
+    );
+
+    // The purge re-versions the key paths and retires the old root key version.
+    let v = Vault::open(&data, p.clone(), VaultOptions::default()).unwrap();
+    let versions_before = p.versions();
+    let report = v.purge(PurgeOptions::default()).unwrap();
+    assert!(report.complete, "{report:?}");
+    let rekey = report.rekey.clone().expect("a re-versioning pass ran");
+    assert_eq!(rekey.tenant_keks_reversioned, 1, "acme (globex is gone)");
+    assert_eq!(rekey.conversation_keys_reversioned, 1, "y");
+    assert_eq!(rekey.tenant_keks_rewrapped, 1, "initech");
+    assert_eq!(rekey.retired_root_versions, versions_before);
+    assert_eq!(p.versions(), vec![versions_before[0] + 1]);
+    // A second purge has nothing more to re-version.
+    assert!(v.purge(PurgeOptions::default()).unwrap().rekey.is_none());
+
+    // Everything out of scope reads back, also after a restart with the rewritten key file.
+    let check = |v: &Vault| {
+        assert_eq!(
+            v.get(initech.t, initech.c, kept).unwrap().body,
+            "initech kept"
+        );
+        for c in [y, z] {
+            let bodies: Vec<String> = v
+                .messages(acme.t, c, None, chatvault::Direction::Forward)
+                .unwrap()
+                .map(|m| m.unwrap().body)
+                .collect();
+            let want: Vec<String> = [(D1, alice), (D2, bob)]
+                .into_iter()
+                .filter(|(day, _)| !(c == y && *day == D1))
+                .map(|(day, who)| format!("{c} {day} {who}"))
+                .collect();
+            assert_eq!(bodies, want, "conversation {c}");
+        }
+        assert_eq!(v.user_id(acme.t, "alice@example.org").unwrap(), alice);
+        assert_eq!(v.conversation_id(acme.t, "z").unwrap(), z);
+        assert!(matches!(v.get(acme.t, x, 1), Err(Error::Shredded { .. })));
+    };
+    check(&v);
+    drop(v);
+    let p2 = key_file_provider(&key_file);
+    let v = Vault::open(&data, p2.clone(), VaultOptions::default()).unwrap();
+    check(&v);
+    // New writes after the pass: a new user, member and conversation under the new versions.
+    let carol = v
+        .create_user(acme.t, "carol", chatvault::UserProfile::default())
+        .unwrap();
+    v.add_member(acme.t, z, carol, D2).unwrap();
+    v.append(acme.t, z, NewMessage::text(carol, D2 + 99, "carol here"))
+        .unwrap()
+        .stored()
+        .unwrap();
+    drop(v);
+
+    // After the purge: the old copy does not open with the current key file...
+    assert!(matches!(
+        Vault::open(&old, p2.clone(), VaultOptions::default()),
+        Err(Error::WrongRootKey { .. })
+    ));
+    // ...and the attack with every live key recovers none of the destroyed keys.
+    let live = attack(p2.as_ref(), &[], &wrapped_keys(&data));
+    assert!(live.len() >= 10, "the live keys: {}", live.len());
+    let live_keys: Vec<SecretKey> = live.values().cloned().collect();
+    let after = attack(p2.as_ref(), &live_keys, &old_keys);
+    let exposed: Vec<String> = destroyed
+        .iter()
+        .filter(|k| after.contains_key(*k))
+        .map(hex::encode)
+        .collect();
+    assert!(
+        exposed.is_empty(),
+        "destroyed keys recovered from the old copy: {exposed:?}"
+    );
+}
