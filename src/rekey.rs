@@ -278,12 +278,7 @@ impl Pass<'_> {
 
     /// A tenant with a destroyed key under it: a new KEK version; its live children re-wrapped,
     /// its metadata sealed again, the conversations in `convs` re-versioned, old versions deleted.
-    fn reversion_tenant(
-        &mut self,
-        t: Iid,
-        entries: &[Entry],
-        convs: &BTreeSet<Iid>,
-    ) -> Result<()> {
+    fn reversion_tenant(&mut self, t: Iid, entries: &[Entry], convs: &BTreeSet<Iid>) -> Result<()> {
         let i = self.i;
         let kcf = i.cf(cf::KEYS)?;
         let mcf = i.cf(cf::META)?;

@@ -259,3 +259,63 @@ fn conversation_overrides_and_delete_existing() {
     assert!(err.contains("legal hold covers conversation"), "{err}");
     assert_eq!(ls_counts(&cli, "ubuntu", "2011-11-13_02"), (1220, 1220));
 }
+
+#[test]
+fn purge_re_versions_the_key_file_and_refuses_to_pretend_with_an_env_root_key() {
+    let cli = Cli::with_sample();
+    cli.ok(&["retention", "set", "ubuntu", "--retention", "1d"]);
+    let key_text = std::fs::read_to_string(&cli.key).expect("key file");
+    let key_line = key_text
+        .lines()
+        .find(|l| l.starts_with("1:"))
+        .expect("version 1 line")
+        .to_string();
+
+    // With the root key in CHATVAULT_ROOT_KEY the records go, but the key path cannot get a new
+    // root version: exit 3, saying why, and nothing claimed about old copies.
+    let o = Command::new(env!("CARGO_BIN_EXE_chatvault"))
+        .args(["purge", "--data"])
+        .arg(&cli.data)
+        .env("CHATVAULT_ROOT_KEY", &key_line)
+        .env_remove("CHATVAULT_KEY_FILE")
+        .env_remove("CHATVAULT_DATA")
+        .output()
+        .expect("run chatvault");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("could still be opened") && stderr.contains("CHATVAULT_ROOT_KEY"),
+        "{stderr}"
+    );
+    assert_eq!(stats_messages(&cli, "ubuntu"), 0);
+
+    // With the key file: the pending paths are re-versioned, version 1 is retired from the
+    // file, and the vault opens with the rewritten file.
+    let out = cli.ok(&["purge"]);
+    assert!(
+        out.contains("key paths re-versioned") && out.contains("root key now version 2"),
+        "{out}"
+    );
+    let key_text = std::fs::read_to_string(&cli.key).expect("key file");
+    assert!(
+        !key_text.contains(&key_line),
+        "version 1 is gone from the key file"
+    );
+    assert!(
+        key_text.lines().any(|l| l.starts_with("2:")),
+        "{}",
+        key_text.len()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cli.key)
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the rewritten key file stays private");
+    }
+    assert_eq!(stats_messages(&cli, "rust"), 2_420 - 1_220);
+    let again = cli.ok(&["purge"]);
+    assert!(!again.contains("re-versioned"), "{again}");
+}

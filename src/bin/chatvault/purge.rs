@@ -36,6 +36,18 @@ pub fn run(args: &PurgeArgs, out: &mut impl Write) -> anyhow::Result<()> {
     if r.dry_run || r.complete {
         return Ok(());
     }
+    if let Some(why) = &r.old_copies_exposed {
+        return Err(Failure {
+            code: EXIT_PURGE_INCOMPLETE,
+            message: format!(
+                "purge incomplete: the records are gone from the data files, but the keys on \
+                 the path to the destroyed keys could not get new versions, so a backup or \
+                 copy of the data directory taken before could still be opened with the root \
+                 key: {why}. Run the purge again with the key file"
+            ),
+        }
+        .into());
+    }
     Err(Failure {
         code: EXIT_PURGE_INCOMPLETE,
         message: format!(
@@ -80,6 +92,34 @@ fn print_report(v: &Vault, r: &PurgeReport, out: &mut impl Write) -> anyhow::Res
             plural(c.expired_revisions, "revision"),
             count(c.expired_index_entries, "index entry", "index entries"),
             plural(c.epoch_keys_destroyed, "epoch key")
+        )?;
+    }
+    if let Some(k) = &r.rekey {
+        writeln!(
+            out,
+            "key paths re-versioned in {} ms: root key now version {} (retired: {}); {} and {} \
+             given new versions, {} re-wrapped; backups taken before cannot open destroyed data",
+            k.elapsed_ms,
+            k.root_version,
+            if k.retired_root_versions.is_empty() {
+                "none".to_string()
+            } else {
+                k.retired_root_versions
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            plural(k.tenant_keks_reversioned, "tenant KEK"),
+            plural(k.conversation_keys_reversioned, "conversation key"),
+            plural(k.keys_rewrapped + k.tenant_keks_rewrapped, "other key"),
+        )?;
+    } else if r.dry_run && r.key_paths_pending > 0 {
+        writeln!(
+            out,
+            "would give new versions to the keys on {} (so that backups taken before cannot \
+             open destroyed data)",
+            plural(r.key_paths_pending, "key path")
         )?;
     }
     if r.dry_run {
