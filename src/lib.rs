@@ -58,6 +58,7 @@ mod rekey;
 pub mod retention;
 pub mod shred;
 mod vault;
+mod verify;
 
 pub use error::{Error, Result};
 pub use keycheck::KEYCHECK_FILE;
@@ -75,3 +76,4 @@ pub use retention::{
 };
 pub use shred::{ShredReceipt, ShredScope};
 pub use vault::{cf, CfStats, Durability, MessageIter, Vault, VaultOptions, VaultStats};
+pub use verify::{ConversationCheck, VerifyFailure, VerifyReport};

@@ -1760,6 +1760,12 @@ impl Inner {
         }
     }
 
+    /// Loads a key from its stored bytes, authenticating it under its parent, whether or not
+    /// it is cached (for `verify`).
+    pub(crate) fn load_key_uncached(&self, id: &KeyId) -> Result<Arc<ReadyKey>> {
+        self.load_key(id, self.rekey_generation.load(Ordering::Acquire))
+    }
+
     fn load_key(&self, id: &KeyId, gen: u64) -> Result<Arc<ReadyKey>> {
         let id = id.clone();
         let (prefix, version, kind) = match &id {
@@ -1987,12 +1993,12 @@ impl Inner {
     }
 }
 
-#[cold]
 /// The directory key of a tenant that has no stored index key: HKDF of its KEK.
 pub(crate) fn derived_dir_key(t: Iid, kek: &SecretKey) -> SecretKey {
     keys::derive_key(&[kek], labels::DIRECTORY, &t.to_be_bytes())
 }
 
+#[cold]
 fn unreachable_key_id() -> KeyId {
     // Only called for the variants matched above; keep the type checker happy without panicking.
     KeyId::TenantKek { t: 0, v: u32::MAX }

@@ -14,6 +14,7 @@ mod purge;
 mod read;
 mod retention;
 mod stats;
+mod verify;
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
@@ -81,6 +82,16 @@ enum Command {
     /// the purge is complete: verified by a scan of every data file that no removed record is
     /// left. Exit code 3 if it is not complete.
     Purge(purge::PurgeArgs),
+    /// Open and authenticate every wrapped key, metadata record, message and revision, and
+    /// check that the time index agrees with the records.
+    ///
+    /// Prints per conversation and per tenant how many records are fine, expired or shredded
+    /// and awaiting purge, or failed, then every failure (ids only, never plaintext). Reads
+    /// only. Exit code 4 if anything failed.
+    Verify {
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -134,6 +145,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact { vault } => compact::run(&vault, &mut out)?,
         Command::Retention { command } => retention::run(command, &mut out)?,
         Command::Hold { command } => hold::run(command, &mut out)?,
+        Command::Verify { vault } => {
+            let r = verify::run(&vault, &mut out);
+            out.flush()?;
+            r?
+        }
         Command::Purge(args) => {
             // Print the report even when the purge is incomplete (an error follows it).
             let r = purge::run(&args, &mut out);
