@@ -133,12 +133,7 @@ fn a_flipped_bit_a_missing_index_entry_and_a_tampered_key_are_each_caught() {
             .unwrap();
         // The D2 epoch key's wrapped bytes altered.
         let kcf = db.cf_handle(chatvault::cf::KEYS).unwrap();
-        let ek = chatvault::codec::KeyBuf::tag(0x03)
-            .u64(t)
-            .u64(c)
-            .u32((D2 / DAY) as u32)
-            .u32(1)
-            .into_vec();
+        let ek = ek_of(t, c);
         let mut val = db.get_cf(kcf, &ek).unwrap().unwrap();
         val[30] ^= 0x80;
         db.put_cf(kcf, &ek, &val).unwrap();
@@ -155,7 +150,7 @@ fn a_flipped_bit_a_missing_index_entry_and_a_tampered_key_are_each_caught() {
         "{whats:?}"
     );
     assert!(
-        whats.contains(&format!("wrapped key {}", hex::encode(&ek_of(t, c))).as_str()),
+        whats.contains(&format!("wrapped key {}", hex::encode(ek_of(t, c))).as_str()),
         "{whats:?}"
     );
     // Bob's D2 messages cannot be opened with a tampered epoch key: failed, not "shredded".
@@ -168,10 +163,11 @@ fn a_flipped_bit_a_missing_index_entry_and_a_tampered_key_are_each_caught() {
     assert!(!all.contains("a1") && !all.contains("b0"), "{all}");
     drop(v);
     let (code, out) = cli_verify(&w);
-    assert_eq!(code, Some(4), "{out}");
+    assert_eq!(code, Some(5), "{out}");
     assert!(out.contains(&format!("FAILED message {t}/{c}/2")), "{out}");
 }
 
+/// Where the D2 epoch key (version 1) of conversation `c` is stored.
 fn ek_of(t: u64, c: u64) -> Vec<u8> {
     chatvault::codec::KeyBuf::tag(0x03)
         .u64(t)

@@ -45,8 +45,9 @@ impl std::error::Error for Failure {}
 
 /// Exit code of `purge` when expired records are still on disk.
 pub const EXIT_PURGE_INCOMPLETE: u8 = 3;
-/// Exit code of `verify` when something failed to authenticate or the indexes disagree.
-pub const EXIT_VERIFY_FAILED: u8 = 4;
+/// Exit code of `verify` (and `receipts verify`) when something failed to authenticate or the
+/// indexes disagree.
+pub const EXIT_VERIFY_FAILED: u8 = 5;
 
 /// CHATVAULT_ROOT_KEY, if set to something other than blanks (an empty variable counts as
 /// unset).

@@ -87,7 +87,7 @@ enum Command {
     ///
     /// Prints per conversation and per tenant how many records are fine, expired or shredded
     /// and awaiting purge, or failed, then every failure (ids only, never plaintext). Reads
-    /// only. Exit code 4 if anything failed.
+    /// only. Exit code 5 if anything failed.
     Verify {
         #[command(flatten)]
         vault: VaultArgs,
