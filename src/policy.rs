@@ -845,7 +845,7 @@ impl Vault {
         // New versions for every key on the path to a destroyed key (old copies of the
         // directory), one pass for every destruction since the last purge.
         let mut exposed = None;
-        match self.rekey_locked() {
+        match self.rekey_locked(false) {
             Ok(Some(o)) => {
                 needles.extend(o.replaced);
                 report.rekey = Some(o.report);

@@ -84,7 +84,7 @@ impl Vault {
     /// changed and the marks stay for a later pass; [`Error::Storage`], [`Error::Io`].
     pub fn rekey(&self) -> Result<Option<RekeyReport>> {
         let _g = self.inner.policy_lock.lock();
-        Ok(self.rekey_locked()?.map(|o| o.report))
+        Ok(self.rekey_locked(false)?.map(|o| o.report))
     }
 
     /// Key paths waiting for a re-versioning pass: `(tenant, conversation or 0)`.
@@ -99,12 +99,65 @@ impl Vault {
         Ok(out)
     }
 
-    /// The pass. Callers hold `policy_lock`.
-    pub(crate) fn rekey_locked(&self) -> Result<Option<RekeyOutcome>> {
+    /// Rotates the root key: the key provider adds a version, and the vault key and every
+    /// tenant KEK are wrapped again under it (their values do not change), in one fsynced batch
+    /// after the new version is durable in the provider, so that a crash at any point leaves a
+    /// vault that opens with the provider's versions. The old version stays in the provider
+    /// until [`Vault::retire_root_key`]; if key paths are waiting for re-versioning (after a
+    /// shred), they are re-versioned too and the old versions are retired at once, as a purge
+    /// would.
+    ///
+    /// Errors: [`Error::KeyProvider`] ([`crate::ProviderError::CannotRotate`] for a root key
+    /// from `CHATVAULT_ROOT_KEY`); [`Error::Storage`], [`Error::Io`].
+    pub fn rotate_root_key(&self) -> Result<RekeyReport> {
+        let _g = self.inner.policy_lock.lock();
+        let o = self.rekey_locked(true)?;
+        o.map(|o| o.report)
+            .ok_or_else(|| Error::InvalidInput("root key rotation did not run".into()))
+    }
+
+    /// Retires root key `version` in the key provider, for good, after checking that nothing in
+    /// the vault still uses it: not the current version, no tenant KEK wrapped under it (the
+    /// key-check file is first wrapped again under the current version).
+    ///
+    /// Errors: [`Error::InvalidInput`] naming what still uses it (run
+    /// [`Vault::rotate_root_key`] first); [`Error::KeyProvider`].
+    pub fn retire_root_key(&self, version: u32) -> Result<()> {
+        let i = &self.inner;
+        let _g = i.policy_lock.lock();
+        let _c = i.create_lock.lock();
+        if version == i.provider.current_version() {
+            return Err(Error::InvalidInput(format!(
+                "root key version {version} is the current version; rotate the root key first \
+                 (`chatvault key rotate-root`)"
+            )));
+        }
+        keycheck::rewrap(&i.path, i.provider.as_ref(), &i.vault_key)?;
+        let mut using = 0u64;
+        for (k, v) in scan(i, cf::KEYS, &[codec::keys::TENANT_KEK])? {
+            let h = WrapHeader::decode(&v, || format!("wrapped key {}", hex::encode(&k)))?;
+            if h.parent_version == version {
+                using += 1;
+            }
+        }
+        if using > 0 {
+            return Err(Error::InvalidInput(format!(
+                "root key version {version} still wraps {using} tenant KEK(s); rotate the root \
+                 key first (`chatvault key rotate-root`), then retire it"
+            )));
+        }
+        i.provider.retire_version(version)?;
+        tracing::info!(version, "root key version retired");
+        Ok(())
+    }
+
+    /// The pass. Callers hold `policy_lock`. `force_root`: rotate the root key even when no
+    /// key path is marked.
+    pub(crate) fn rekey_locked(&self, force_root: bool) -> Result<Option<RekeyOutcome>> {
         let i = &self.inner;
         let started = Instant::now();
         let dirty = self.rekey_pending()?;
-        if dirty.is_empty() {
+        if dirty.is_empty() && !force_root {
             let retired = self.finish_retire()?;
             if retired.is_empty() {
                 return Ok(None);
@@ -167,19 +220,22 @@ impl Vault {
                 None => p.rewrap_tenant(&entries)?,
             }
         }
-        let retire: Vec<u32> = i
-            .provider
-            .versions()
-            .into_iter()
-            .filter(|v| *v < new_root)
-            .collect();
         let meta = i.cf(cf::META)?;
-        p.batch.put_cf(
-            &meta,
-            [codec::meta::RETIRE_PENDING],
-            postcard::to_stdvec(&retire)
-                .map_err(|e| Error::InvalidInput(format!("cannot encode versions: {e}")))?,
-        );
+        if !dirty.is_empty() {
+            // Old copies are protected only once the old root versions are gone.
+            let retire: Vec<u32> = i
+                .provider
+                .versions()
+                .into_iter()
+                .filter(|v| *v < new_root)
+                .collect();
+            p.batch.put_cf(
+                &meta,
+                [codec::meta::RETIRE_PENDING],
+                postcard::to_stdvec(&retire)
+                    .map_err(|e| Error::InvalidInput(format!("cannot encode versions: {e}")))?,
+            );
+        }
         p.batch.delete_range_cf(
             &meta,
             [codec::meta::REKEY_PENDING],

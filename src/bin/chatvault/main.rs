@@ -9,6 +9,7 @@ mod compact;
 mod hold;
 mod import;
 mod init;
+mod key;
 mod ls;
 mod purge;
 mod read;
@@ -82,6 +83,11 @@ enum Command {
     /// the purge is complete: verified by a scan of every data file that no removed record is
     /// left. Exit code 3 if it is not complete.
     Purge(purge::PurgeArgs),
+    /// Rotate and retire root key versions.
+    Key {
+        #[command(subcommand)]
+        command: key::KeyCommand,
+    },
     /// Open and authenticate every wrapped key, metadata record, message and revision, and
     /// check that the time index agrees with the records.
     ///
@@ -145,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact { vault } => compact::run(&vault, &mut out)?,
         Command::Retention { command } => retention::run(command, &mut out)?,
         Command::Hold { command } => hold::run(command, &mut out)?,
+        Command::Key { command } => key::run(command, &mut out)?,
         Command::Verify { vault } => {
             let r = verify::run(&vault, &mut out);
             out.flush()?;
