@@ -4,6 +4,9 @@ benchmarks recorded, /usr/bin/time -v outputs, perf profiles). Standard library 
 
   bench_report.py --work DIR [--seconds N]   the report, on stdout
   bench_report.py --work DIR --missed        ids (`workload/chatvault`) that miss a target
+  bench_report.py --work DIR --seconds N --update-section shred --report BENCHMARKS.md
+                                             BENCHMARKS.md with only its "Shred latency"
+                                             section replaced (or added), on stdout
 """
 import argparse
 import datetime
@@ -100,6 +103,7 @@ def load_criterion(home):
             "lo": est["confidence_interval"]["lower_bound"],
             "hi": est["confidence_interval"]["upper_bound"],
             "thr": b.get("throughput"),
+            "median": (e.get("median") or {}).get("point_estimate"),
             "id": b.get("full_id") or b.get("title"),
         }
     return res
@@ -245,6 +249,106 @@ def machine(work):
         ("commit", commit),
         ("disk", "`fdatasync` of a small write: see the import notes"),
     ]
+
+
+# `Vault::shred` must take the same time whatever the data in scope: slowest size / smallest.
+SHRED_TARGET_RATIO = 1.2
+SHRED_SCOPES = [("conversation", "conversation"), ("user", "user (every message by one author)"),
+                ("tenant", "tenant")]
+SHRED_HEADING = "## Shred latency"
+
+
+def run_facts(work):
+    """(started, commit, load at start, load at end) of the run in `work`."""
+    def read(name):
+        p = os.path.join(work, name)
+        return open(p).read().strip() if os.path.exists(p) else ""
+    load = lambda n: " ".join(read(n).split()[:3])
+    return read("started"), read("commit"), load("load-start"), load("load-end")
+
+
+def render_shred(res, work, seconds, standalone):
+    """The "Shred latency" section (a list of lines), from criterion group `shred`."""
+    out = []
+    w = out.append
+    sizes = sorted({int(k[2]) for k in res if k[0] == "shred" and k[2].isdigit()})
+    w(SHRED_HEADING)
+    w("")
+    w("`Vault::shred` of one scope holding *n* messages (`benches/shred.rs`). The template vault "
+      "for each size (one tenant, one conversation, one author who wrote all *n* messages one "
+      "second apart, a second member who wrote none) is filled once with `append_batch` and "
+      "flushed and compacted to SST files; every iteration shreds a fresh copy of it "
+      "(`Vault::checkpoint`, hard links; then `Vault::open` and a read of the conversation and "
+      "the user, as in a serving vault; then `sync`, so that the shred's fsync does not commit "
+      "the set-up's file-system work; all untimed). Only the `shred` call is timed, including "
+      "its fsync (the call returns once the shred is durable). 30 shreds per cell: median, "
+      "then criterion's mean with its 95% confidence interval. "
+      f"Target: the time does not grow with the data, largest size ÷ smallest ≤ {SHRED_TARGET_RATIO:g}, "
+      "judged on the medians: the fsync dominates, and on this VM's shared disk one fsync takes "
+      "anywhere from 0.4 to about 12 ms (more under load), so a few slow samples move a mean of "
+      "30 a lot; the ratio of the means is shown too. The spread within a cell is far larger "
+      "than any difference between sizes.")
+    w("")
+    if not sizes:
+        w("Not measured in this run.")
+        w("")
+        return out
+    started, commit, l0, l1 = run_facts(work)
+    if standalone:
+        busy = ""
+        try:
+            if float(l0.split()[0]) > 1.5 or float(l1.split()[0]) > 1.5:
+                busy = (" A load above 2 on this 2-core machine means other work (such as "
+                        "builds) shared it, which shows in the fsync times.")
+        except (ValueError, IndexError):
+            pass
+        w(f"Measured on its own by `scripts/bench-report --only shred` in a run started {started} "
+          f"(commit {commit}, {seconds // 60} min {seconds % 60} s; load average (1, 5, 15 min) "
+          f"{l0 or '?'} at the start, {l1 or '?'} at the end), not in the same run as the rest "
+          f"of this report; same machine.{busy}")
+    else:
+        w("Measured in this run (see the machine section for the load).")
+    w("")
+    lo, hi = sizes[0], sizes[-1]
+    name = lambda n: f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (
+        f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n))
+    w("| scope | " + " | ".join(f"{n:,} messages".replace(",", " ") for n in sizes) +
+      f" | {name(hi)} / {name(lo)}, medians | {name(hi)} / {name(lo)}, means | met? (≤ {SHRED_TARGET_RATIO:g}) |")
+    w("|---|" + "---:|" * len(sizes) + "---:|---:|---|")
+    for fid, title in SHRED_SCOPES:
+        cells = []
+        for n in sizes:
+            r = res.get(("shred", fid, str(n)))
+            med = fmt_ns(r["median"]) if r and r.get("median") else "?"
+            cells.append(f"{med}; mean {fmt_ns(r['ns'])} ({fmt_ns(r['lo'])} – {fmt_ns(r['hi'])})"
+                         if r else "–")
+        a, b = res.get(("shred", fid, str(lo))), res.get(("shred", fid, str(hi)))
+        if a and b and hi != lo and a.get("median") and b.get("median"):
+            ratio = b["median"] / a["median"]
+            rs, met = f"{ratio:.2f}", ("**yes**" if ratio <= SHRED_TARGET_RATIO else "**no**")
+            rm = f"{b['ns'] / a['ns']:.2f}"
+        else:
+            rs, rm, met = "–", "–", "not measured"
+        w(f"| {title} | " + " | ".join(cells) + f" | {rs} | {rm} | {met} |")
+    w("")
+    w("Re-run this section alone with `scripts/bench-report --only shred` (about 2 minutes once "
+      "built; filling the million-message template takes about 10 s of it).")
+    w("")
+    return out
+
+
+def update_section(report_path, section_lines):
+    """The report with its "Shred latency" section replaced, or added before the analysis."""
+    lines = open(report_path).read().split("\n")
+    try:
+        a = lines.index(SHRED_HEADING)
+        b = next((i for i in range(a + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    except ValueError:
+        a = next((i for i, l in enumerate(lines)
+                  if l in ("## Targets missed: where the time goes", "## Analysis",
+                           "## Every other benchmark")), len(lines))
+        b = a
+    return "\n".join(lines[:a] + section_lines + lines[b:])
 
 
 def render(args):
@@ -481,6 +585,8 @@ def render(args):
               f"{(n / secs if secs else 0):,.0f} |")
     w("")
 
+    out.extend(render_shred(res, args.work, args.seconds, standalone=False))
+
     # ---- misses
     miss = missed(res)
     w("## Targets missed: where the time goes")
@@ -536,7 +642,7 @@ def render(args):
     # ---- everything else
     known = {wl for wl, _, _ in WORKLOADS} | {"aead_seal", "aead_open", "aead_key_setup", "aead_native_seal",
                                              "aead_native_open", "aead_native_key_setup", "nonce",
-                                             "envelope_seal", "envelope_open"}
+                                             "envelope_seal", "envelope_open", "shred"}
     others = sorted(k for k in res if k[0] not in known)
     w("## Every other benchmark")
     w("")
@@ -560,8 +666,17 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--missed", action="store_true")
     ap.add_argument("--seconds", type=int, default=0)
+    ap.add_argument("--update-section", choices=["shred"])
+    ap.add_argument("--report", help="the existing report whose section --update-section replaces")
     args = ap.parse_args()
     res = load_criterion(os.path.join(args.work, "criterion"))
+    if args.update_section:
+        if not args.report or not os.path.exists(args.report):
+            sys.exit("--update-section needs --report with an existing report")
+        if not any(k[0] == "shred" for k in res):
+            sys.exit("no shred results in " + args.work)
+        sys.stdout.write(update_section(args.report, render_shred(res, args.work, args.seconds, True)))
+        return
     if args.missed:
         print("\n".join(missed(res)))
         return

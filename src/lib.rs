@@ -46,6 +46,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod checkpoint;
 pub mod codec;
 pub mod envelope;
 mod error;
