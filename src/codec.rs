@@ -39,6 +39,13 @@ pub(crate) mod meta {
     pub const WATERMARK: u8 = 0x0E;
     /// `0x10 | tenant | kind | id | start` → shred tombstone (postcard; internal ids only).
     pub const SHRED: u8 = 0x10;
+    // 0x11: reserved.
+    /// `0x12 | chain id | seq` → entry of a MAC-chained log ([`crate::chain`]; chain 1: shred
+    /// receipts, 2: audit trail). Not sealed (internal ids only), authenticated by HMAC.
+    pub const CHAIN: u8 = 0x12;
+    /// `0x13 | tenant | seq of its `Queued` receipt` → erasure queued under a legal hold
+    /// (postcard; internal ids only).
+    pub const ERASURE_QUEUE: u8 = 0x13;
     /// `0x0F` → time of the last purge (i64 BE, UTC ms).
     pub const LAST_PURGE: u8 = 0x0F;
     /// Directory sub-kind for conversations.
