@@ -46,6 +46,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod chain;
 pub mod codec;
 pub mod envelope;
 mod error;
@@ -58,6 +59,7 @@ pub mod retention;
 pub mod shred;
 mod vault;
 
+pub use chain::{ChainBreak, ChainFault, ChainHead, ChainId, ChainReport};
 pub use error::{Error, Result};
 pub use keycheck::KEYCHECK_FILE;
 pub use keys::{KeyProvider, ProviderError, SecretKey, StaticKeyProvider, ROOT_KEY_ENV};
@@ -71,5 +73,7 @@ pub use retention::{
     Actor, Clock, FakeClock, History, Hold, HoldScope, Policy, PolicyChange, PolicyOverride,
     Retention, SystemClock, TenantPolicy,
 };
-pub use shred::{ShredReceipt, ShredScope};
+pub use shred::{
+    QueuedErasure, ReceiptEntry, ReceiptEvent, ShredOutcome, ShredReceipt, ShredScope,
+};
 pub use vault::{cf, CfStats, Durability, MessageIter, Vault, VaultOptions, VaultStats};

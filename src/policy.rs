@@ -71,6 +71,9 @@ pub struct PurgeReport {
     pub remaining_records: u64,
     /// Files scanned by the last verification.
     pub files_scanned: u64,
+    /// Shreds this purge completed the removal of from disk: the seqs of their `Shredded`
+    /// receipts, each now followed by a `Removed` receipt ([`Vault::receipts`]).
+    pub removed_shreds: Vec<u64>,
 }
 
 impl PurgeReport {
@@ -520,7 +523,8 @@ impl Vault {
 
     /// Releases a legal hold (admins only). Retention resumes at once for what it covered, and
     /// the originals and revisions of messages deleted while it applied are removed (unless
-    /// another hold still covers them).
+    /// another hold still covers them). Erasures queued ([`Vault::shred_or_queue`]) that no
+    /// other hold covers are carried out in the same WriteBatch as the release.
     pub fn release_hold(&self, tenant: TenantId, actor: Actor, hold: u64) -> Result<()> {
         let t = tenant.0;
         self.inner.tenant_state(t)?;
@@ -551,9 +555,14 @@ impl Vault {
                 &mut batch,
             )?;
         }
+        // Erasures queued under this hold and no other are carried out in the same batch.
+        let mut app = self.inner.receipts.appender();
+        let staged = self.stage_due_erasures(tenant, &mut tr, now, &mut batch, &mut app)?;
         self.inner.write_sync(batch, "releasing a legal hold")?;
+        app.commit();
         tracing::info!(tenant = t, hold, "legal hold released");
         self.publish(t, tr.clone());
+        self.forget_staged(t, &staged);
         // Remove what was kept only because of this hold: revisions of deleted messages.
         let convs = match rec.scope {
             HoldScope::Conversation(c) => vec![c.0],
@@ -673,6 +682,7 @@ impl Vault {
             attempts: 0,
             remaining_records: 0,
             files_scanned: 0,
+            removed_shreds: Vec::new(),
         };
         let mut needles: Vec<Vec<u8>> = Vec::new();
         let mut ranges: Vec<Vec<u8>> = Vec::new();
@@ -880,6 +890,10 @@ impl Vault {
                 report.complete = false;
                 break;
             }
+        }
+        // Shreds whose records and keys are now gone from every file get a `Removed` receipt.
+        if report.complete {
+            report.removed_shreds = self.record_removed_shreds()?;
         }
         tracing::info!(
             expired = report.expired_records(),
