@@ -676,29 +676,39 @@ impl Vault {
     /// that cannot be decoded (run [`Vault::verify_receipts`] to find out what happened);
     /// [`Error::Storage`].
     pub fn receipts(&self) -> Result<Vec<ReceiptEntry>> {
+        self.read_receipts(true)
+    }
+
+    /// The receipt entries; `strict = false` skips (and logs) entries that cannot be decoded.
+    fn read_receipts(&self, strict: bool) -> Result<Vec<ReceiptEntry>> {
         let i = &self.inner;
         let mut it = i.prefix_iter(cf::META, &chain::prefix(i.receipts.id()))?;
         let mut out = Vec::new();
         while it.valid() {
-            if let Some(v) = it.value() {
+            if let (Some(k), Some(v)) = (it.key(), it.value()) {
                 let what = || {
                     format!(
                         "receipt {}",
-                        it.key()
-                            .and_then(|k| k.get(2..10))
-                            .and_then(codec::be64)
-                            .unwrap_or(0)
+                        k.get(2..10).and_then(codec::be64).unwrap_or(0)
                     )
                 };
-                let e = Chain::decode(v).ok_or_else(|| Error::corrupt(what(), "undecodable"))?;
-                let event = postcard::from_bytes(&e.body)
-                    .map_err(|err| Error::corrupt(what(), format!("body: {err}")))?;
-                out.push(ReceiptEntry {
-                    seq: e.seq,
-                    at_ms: e.at_ms,
-                    event,
-                    mac: e.mac,
-                });
+                let decoded = Chain::decode(v)
+                    .ok_or_else(|| Error::corrupt(what(), "undecodable"))
+                    .and_then(|e| {
+                        let event = postcard::from_bytes(&e.body)
+                            .map_err(|err| Error::corrupt(what(), format!("body: {err}")))?;
+                        Ok(ReceiptEntry {
+                            seq: e.seq,
+                            at_ms: e.at_ms,
+                            event,
+                            mac: e.mac,
+                        })
+                    });
+                match decoded {
+                    Ok(e) => out.push(e),
+                    Err(e) if strict => return Err(e),
+                    Err(e) => tracing::warn!(error = %e, "skipping an undecodable receipt"),
+                }
             }
             it.next();
         }
@@ -730,7 +740,8 @@ impl Vault {
     pub(crate) fn record_removed_shreds(&self) -> Result<Vec<u64>> {
         let i = &self.inner;
         let mut shreds = BTreeSet::new();
-        for e in self.receipts()? {
+        // A damaged entry is for `verify_receipts` to report; it must not stop a purge.
+        for e in self.read_receipts(false)? {
             match e.event {
                 ReceiptEvent::Shredded { .. } => {
                     shreds.insert(e.seq);

@@ -223,8 +223,8 @@ pub fn tenant(v: &Vault, name: &str) -> anyhow::Result<TenantId> {
         Ok(t) => Ok(t),
         Err(Error::NotFound { .. }) => {
             bail!(
-                "no tenant named {name:?} in this vault (`chatvault ls` lists the tenants; a \
-                 shredded tenant is not listed, and its name no longer leads to it)"
+                "no tenant named {name:?} in this vault (`chatvault ls` lists the tenants); a \
+                 shredded tenant is not listed, and its name no longer leads to it"
             )
         }
         Err(e) => Err(e.into()),
