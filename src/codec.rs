@@ -45,6 +45,12 @@ pub(crate) mod meta {
     /// `0x14` → root key versions to retire (postcard `Vec<u32>`), written with the re-versioning
     /// batch and deleted once the key provider has retired them.
     pub const RETIRE_PENDING: u8 = 0x14;
+    /// `0x12 | chain id | seq` → entry of a MAC-chained log ([`crate::chain`]; chain 1: shred
+    /// receipts, 2: audit trail). Not sealed (internal ids only), authenticated by HMAC.
+    pub const CHAIN: u8 = 0x12;
+    /// `0x13 | tenant | seq of its `Queued` receipt` → erasure queued under a legal hold
+    /// (postcard; internal ids only).
+    pub const ERASURE_QUEUE: u8 = 0x13;
     /// `0x0F` → time of the last purge (i64 BE, UTC ms).
     pub const LAST_PURGE: u8 = 0x0F;
     /// Directory sub-kind for conversations.

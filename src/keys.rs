@@ -38,6 +38,12 @@ pub mod labels {
     /// HMAC key for a tenant's user and conversation directory:
     /// `ikm = tenant_kek`, `info = DIRECTORY || tenant`.
     pub const DIRECTORY: &[u8] = b"chatvault/v1/directory";
+    /// MAC key of an append-only chain ([`crate::chain`]): `ikm = vault_key`,
+    /// `info = CHAIN_KEY || chain id (1 byte)`.
+    pub const CHAIN_KEY: &[u8] = b"chatvault/v1/chain-key";
+    /// First bytes MAC'd for every chain entry:
+    /// `HMAC(chain key, CHAIN_MAC || chain id || entry bytes before the MAC)`.
+    pub const CHAIN_MAC: &[u8] = b"chatvault/v1/chain";
 }
 
 /// A 256-bit secret key. Zeroized on drop; its `Debug` never shows the bytes.
@@ -851,7 +857,7 @@ pub(crate) fn blind_index(key: &SecretKey, domain: &[u8], data: &[u8]) -> [u8; 1
 }
 
 #[cold]
-fn unreachable_hmac() -> Hmac<Sha256> {
+pub(crate) fn unreachable_hmac() -> Hmac<Sha256> {
     // HMAC takes keys of any length; this branch cannot be reached. Build a keyed MAC anyway
     // rather than panic.
     <Hmac<Sha256> as KeyInit>::new(&Default::default())

@@ -16,8 +16,11 @@
 //!   off, a retention period), legal holds by tenant, conversation or custodian; expired messages
 //!   are hidden by every read from the instant they expire (on an injectable UTC [`Clock`]) and
 //!   removed from every file by [`Vault::purge`], which verifies the result by a raw scan.
-//! - **Crypto-shredding ready.** Every key is its own wrapped record with a version, so
-//!   destroying one key makes exactly the data under it unreadable.
+//! - **Crypto-shredding.** Every key is its own wrapped record with a version, so
+//!   [`Vault::shred`] destroys exactly the keys of a tenant, conversation, user or day window
+//!   and the data under them becomes unreadable; each shred leaves a receipt in a MAC-chained
+//!   log ([`Vault::verify_receipts`]); under a legal hold an erasure can be queued
+//!   ([`Vault::shred_or_queue`]) until the hold is released.
 //!
 //! Limits: message bodies up to [`VaultOptions::max_body_bytes`] (64 KiB by default); one writer
 //! process per vault (RocksDB's rule); no search, no replication.
@@ -46,6 +49,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod chain;
 mod checkpoint;
 pub mod codec;
 pub mod envelope;
@@ -61,6 +65,7 @@ pub mod shred;
 mod vault;
 mod verify;
 
+pub use chain::{ChainBreak, ChainFault, ChainHead, ChainId, ChainReport};
 pub use error::{Error, Result};
 pub use keycheck::KEYCHECK_FILE;
 pub use keys::{KeyProvider, ProviderError, SecretKey, StaticKeyProvider, ROOT_KEY_ENV};
@@ -75,6 +80,8 @@ pub use retention::{
     Actor, Clock, FakeClock, History, Hold, HoldScope, Policy, PolicyChange, PolicyOverride,
     Retention, SystemClock, TenantPolicy,
 };
-pub use shred::{ShredReceipt, ShredScope};
+pub use shred::{
+    QueuedErasure, ReceiptEntry, ReceiptEvent, ShredOutcome, ShredReceipt, ShredScope,
+};
 pub use vault::{cf, CfStats, Durability, MessageIter, Vault, VaultOptions, VaultStats};
 pub use verify::{ConversationCheck, VerifyFailure, VerifyReport};

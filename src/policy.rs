@@ -80,6 +80,9 @@ pub struct PurgeReport {
     /// set when the root key provider cannot add versions (a root key from
     /// `CHATVAULT_ROOT_KEY`); `complete` is then `false`. Use a key file and purge again.
     pub old_copies_exposed: Option<String>,
+    /// Shreds this purge completed the removal of from disk: the seqs of their `Shredded`
+    /// receipts, each now followed by a `Removed` receipt ([`Vault::receipts`]).
+    pub removed_shreds: Vec<u64>,
 }
 
 impl PurgeReport {
@@ -529,7 +532,8 @@ impl Vault {
 
     /// Releases a legal hold (admins only). Retention resumes at once for what it covered, and
     /// the originals and revisions of messages deleted while it applied are removed (unless
-    /// another hold still covers them).
+    /// another hold still covers them). Erasures queued ([`Vault::shred_or_queue`]) that no
+    /// other hold covers are carried out in the same WriteBatch as the release.
     pub fn release_hold(&self, tenant: TenantId, actor: Actor, hold: u64) -> Result<()> {
         let t = tenant.0;
         self.inner.tenant_state(t)?;
@@ -560,9 +564,14 @@ impl Vault {
                 &mut batch,
             )?;
         }
+        // Erasures queued under this hold and no other are carried out in the same batch.
+        let mut app = self.inner.receipts.appender();
+        let staged = self.stage_due_erasures(tenant, &mut tr, now, &mut batch, &mut app)?;
         self.inner.write_sync(batch, "releasing a legal hold")?;
+        app.commit();
         tracing::info!(tenant = t, hold, "legal hold released");
         self.publish(t, tr.clone());
+        self.forget_staged(t, &staged);
         // Remove what was kept only because of this hold: revisions of deleted messages.
         let convs = match rec.scope {
             HoldScope::Conversation(c) => vec![c.0],
@@ -685,6 +694,7 @@ impl Vault {
             key_paths_pending: 0,
             rekey: None,
             old_copies_exposed: None,
+            removed_shreds: Vec::new(),
         };
         report.key_paths_pending = self.rekey_pending()?.len() as u64;
         let mut needles: Vec<Vec<u8>> = Vec::new();
@@ -913,6 +923,10 @@ impl Vault {
                 report.complete = false;
                 break;
             }
+        }
+        // Shreds whose records and keys are now gone from every file get a `Removed` receipt.
+        if report.complete {
+            report.removed_shreds = self.record_removed_shreds()?;
         }
         if let Some(m) = exposed {
             report.complete = false;

@@ -4,22 +4,41 @@
 //!
 //! A shred deletes the scope's wrapped keys with RocksDB range deletions (constant time: one
 //! range tombstone per key range, whatever the number of keys or records under them), removes the
-//! directory entries that link the scope's internal id to its name, and writes a tombstone naming
-//! the scope by internal ids; all in one WriteBatch, fsynced before the call returns. Reads of data
-//! in scope then give [`Error::Shredded`]; [`Vault::purge`] removes the records from the files.
+//! directory entries that link the scope's internal id to its name, writes a tombstone naming
+//! the scope by internal ids, and appends its receipt to the receipt chain ([`crate::chain`]);
+//! all in one WriteBatch, fsynced before the call returns. Reads of data in scope then give
+//! [`Error::Shredded`]; [`Vault::purge`] removes the records from the files and appends a
+//! `Removed` receipt for each shred it completed.
+//!
+//! Under a legal hold, [`Vault::shred`] refuses and destroys nothing; [`Vault::shred_or_queue`]
+//! instead queues the request (meta `0x13`, with a `Queued` receipt). A queued erasure is carried
+//! out in the same WriteBatch as the release of the last hold over it, and, should one be left
+//! whose holds are gone, when the vault opens (or on [`Vault::run_queued_erasures`]). A queued
+//! request whose scope is shredded by another call (or whose tenant is) is resolved with a
+//! `Resolved` receipt.
 //!
 //! Not yet here (see the shredding issue): re-versioning the key path so that old copies of the
-//! directory cannot be decrypted with the live keys, the receipt chain with MACs, queued erasure
-//! under a legal hold, and the `chatvault shred` command.
+//! directory cannot be decrypted with the live keys.
+
+use std::collections::BTreeSet;
 
 use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 
+use crate::chain::{self, Appender, Chain, ChainHead, ChainReport, MAC_LEN};
 use crate::codec::{self, prefix_successor, Iid, KeyBuf};
 use crate::error::{Error, Result};
 use crate::model::{ConversationId, TenantId, UserId};
-use crate::retention::{Actor, HoldScope};
-use crate::vault::{cf, KeyId, Vault};
+use crate::retention::{Actor, HoldScope, ShredState, TenantRetention};
+use crate::vault::{cf, KeyId, RawIter, Vault};
+
+/// RocksDB key of a queued erasure: `0x13 | tenant | seq of its Queued receipt`.
+fn queue_key(t: Iid, seq: u64) -> Vec<u8> {
+    KeyBuf::tag(codec::meta::ERASURE_QUEUE)
+        .u64(t)
+        .u64(seq)
+        .into_vec()
+}
 
 /// What to shred.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +71,90 @@ pub struct ShredReceipt {
     pub at_ms: i64,
     /// The key-id ranges destroyed (hex of the `keys` column family's key prefixes).
     pub key_ranges: Vec<String>,
+    /// Its entry in the receipt chain ([`Vault::receipts`]).
+    pub seq: u64,
+    /// When it carried out a queued request: the seq of that request's `Queued` receipt.
+    pub queued: Option<u64>,
+}
+
+/// An erasure request queued because a legal hold covered (part of) its scope. Internal ids
+/// only. It is carried out when the last hold over it is released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedErasure {
+    /// Its `Queued` entry in the receipt chain (also its id).
+    pub seq: u64,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// What is to be shredded.
+    pub scope: ShredScope,
+    /// When it was requested, UTC ms.
+    pub requested_at_ms: i64,
+    /// Who asked (`None`: an operator).
+    pub by: Option<UserId>,
+    /// The legal holds (ids) that covered the scope when it was requested.
+    pub held_by: Vec<u64>,
+}
+
+/// What [`Vault::shred_or_queue`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShredOutcome {
+    /// No hold covered the scope: its keys are destroyed.
+    Shredded(ShredReceipt),
+    /// A hold covered the scope: nothing is destroyed yet; the request is queued.
+    Queued(QueuedErasure),
+}
+
+/// What a receipt records (the typed body of a receipt-chain entry; internal ids only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReceiptEvent {
+    /// A scope was shredded: its keys destroyed.
+    Shredded {
+        /// The tenant.
+        tenant: TenantId,
+        /// The scope.
+        scope: ShredScope,
+        /// The key-id ranges destroyed (hex of `keys` CF key prefixes).
+        key_ranges: Vec<String>,
+        /// For a window: its bounds, UTC ms (start inclusive, end exclusive).
+        window: Option<(i64, i64)>,
+        /// The seq of the `Queued` receipt this shred carried out, if any.
+        queued: Option<u64>,
+    },
+    /// A shred was requested under a legal hold and queued.
+    Queued {
+        /// The tenant.
+        tenant: TenantId,
+        /// The scope.
+        scope: ShredScope,
+        /// Ids of the holds that covered it.
+        held_by: Vec<u64>,
+    },
+    /// A purge removed the records and destroyed keys of a shred from every data file.
+    Removed {
+        /// The seq of the `Shredded` receipt.
+        shred_seq: u64,
+    },
+    /// A queued request was resolved without being carried out itself: its scope was shredded
+    /// by another shred (of it, of a larger scope, or of its tenant).
+    Resolved {
+        /// The seq of the `Queued` receipt.
+        queued_seq: u64,
+        /// The seq of the `Shredded` receipt that covered it (`None`: found already covered).
+        by: Option<u64>,
+    },
+}
+
+/// One entry of the receipt chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptEntry {
+    /// Its sequence number, from 0.
+    pub seq: u64,
+    /// When it was appended, UTC ms.
+    pub at_ms: i64,
+    /// What it records.
+    pub event: ReceiptEvent,
+    /// Its MAC (HMAC-SHA256; see [`crate::chain`]).
+    pub mac: [u8; MAC_LEN],
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,13 +164,110 @@ pub(crate) struct Tombstone {
     pub window: Option<(i64, i64)>,
 }
 
+/// What a shred needs, read before anything is written.
+struct Plan {
+    /// Directory entries linking the scope's id to its name.
+    dir_entries: Vec<Vec<u8>>,
+    /// For a window: (epoch, start ms, end ms).
+    window: Option<(u32, i64, i64)>,
+}
+
+/// The queued erasures of one tenant, and those a batch being built has handled.
+struct Pending {
+    items: Vec<QueuedErasure>,
+    handled: BTreeSet<u64>,
+}
+
+/// A shred staged in a batch: what to forget from memory once the batch is written.
+pub(crate) struct Staged {
+    scope: ShredScope,
+    epoch: Option<u32>,
+    receipt: ShredReceipt,
+}
+
+fn enc<T: Serialize>(v: &T, what: &str) -> Result<Vec<u8>> {
+    postcard::to_stdvec(v).map_err(|e| Error::InvalidInput(format!("cannot encode {what}: {e}")))
+}
+
+/// The ids of the holds that cover (part of) `scope`.
+fn blocking_holds(tr: &TenantRetention, scope: ShredScope) -> Vec<u64> {
+    tr.holds
+        .iter()
+        .filter(|(_, h)| match (scope, h.scope) {
+            (ShredScope::Tenant, _) => true,
+            (
+                ShredScope::Conversation(c)
+                | ShredScope::Window {
+                    conversation: c, ..
+                },
+                HoldScope::Conversation(x),
+            ) => x == c,
+            // A tenant hold, or a custodian hold (the custodian may have written in it).
+            (ShredScope::Conversation(_) | ShredScope::Window { .. }, _) => true,
+            (ShredScope::User(u), HoldScope::Custodian(x)) => x == u,
+            (ShredScope::User(_), _) => true,
+        })
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// Whether `scope` is already shredded (by itself, a larger scope, or its tenant).
+fn covered(s: &ShredState, scope: ShredScope) -> bool {
+    s.tenant
+        || match scope {
+            ShredScope::Tenant => false,
+            ShredScope::Conversation(c) => s.conversations.contains(&c.0),
+            ShredScope::User(u) => s.users.contains(&u.0),
+            ShredScope::Window {
+                conversation,
+                at_ms,
+            } => {
+                s.conversations.contains(&conversation.0)
+                    || s.windows
+                        .iter()
+                        .any(|(c, a, b)| *c == conversation.0 && (*a..*b).contains(&at_ms))
+            }
+        }
+}
+
 impl Vault {
     /// Shreds `scope` of `tenant` (admins only): destroys exactly the keys that guard it, durably
-    /// (fsync) before returning, whatever the vault's durability. Errors: [`Error::LegalHold`]
-    /// (nothing destroyed) when a legal hold could cover any part of the scope;
-    /// [`Error::Shredded`] if the scope (or its tenant) is already shredded;
-    /// [`Error::PermissionDenied`]; [`Error::NotFound`].
+    /// (fsync) before returning, whatever the vault's durability, and appends its receipt to
+    /// the receipt chain in the same WriteBatch (the returned receipt's `seq`). Errors:
+    /// [`Error::LegalHold`] (nothing destroyed, nothing queued) when a legal hold could cover
+    /// any part of the scope (see [`Vault::shred_or_queue`]); [`Error::Shredded`] if the scope
+    /// (or its tenant) is already shredded; [`Error::PermissionDenied`]; [`Error::NotFound`].
     pub fn shred(&self, tenant: TenantId, actor: Actor, scope: ShredScope) -> Result<ShredReceipt> {
+        match self.shred_inner(tenant, actor, scope, false)? {
+            ShredOutcome::Shredded(r) => Ok(r),
+            ShredOutcome::Queued(_) => Err(Error::LegalHold {
+                what: format!("{scope:?} of tenant {tenant}"),
+            }),
+        }
+    }
+
+    /// Like [`Vault::shred`], but when a legal hold covers (part of) the scope, queues the
+    /// request instead of failing: it is stored (internal ids only) with a `Queued` receipt,
+    /// nothing is destroyed, and it is carried out in the same WriteBatch as the release of the
+    /// last hold over it ([`Vault::release_hold`]); its `Shredded` receipt then names the
+    /// queued one. Asking again for a scope already queued returns the queued request. Errors as
+    /// [`Vault::shred`], except [`Error::LegalHold`].
+    pub fn shred_or_queue(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        scope: ShredScope,
+    ) -> Result<ShredOutcome> {
+        self.shred_inner(tenant, actor, scope, true)
+    }
+
+    fn shred_inner(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        scope: ShredScope,
+        queue: bool,
+    ) -> Result<ShredOutcome> {
         let i = &self.inner;
         let t = tenant.0;
         if !actor.is_admin() {
@@ -75,33 +275,106 @@ impl Vault {
                 "only a tenant admin may shred".into(),
             ));
         }
+        let _g = i.policy_lock.lock();
+        let plan = self.plan(tenant, scope)?;
+        let now = i.opts.clock.now_ms();
+        let mut tr = i.retention.current().tenant(t).cloned().unwrap_or_default();
+        let held_by = blocking_holds(&tr, scope);
+        let mut pending = self.pending_erasures(t)?;
+        let meta = i.cf(cf::META)?;
+        let mut batch = WriteBatch::default();
+        let mut app = i.receipts.appender();
+        if !held_by.is_empty() {
+            if !queue {
+                return Err(Error::LegalHold {
+                    what: format!("{scope:?} of tenant {tenant}"),
+                });
+            }
+            if let Some(q) = pending.items.into_iter().find(|q| q.scope == scope) {
+                return Ok(ShredOutcome::Queued(q));
+            }
+            let event = ReceiptEvent::Queued {
+                tenant,
+                scope,
+                held_by: held_by.clone(),
+            };
+            let head = app.append(&mut batch, &meta, now, &enc(&event, "a receipt")?);
+            let q = QueuedErasure {
+                seq: head.seq,
+                tenant,
+                scope,
+                requested_at_ms: now,
+                by: actor.user,
+                held_by,
+            };
+            batch.put_cf(&meta, queue_key(t, q.seq), enc(&q, "a queued erasure")?);
+            i.write_sync(batch, "queueing an erasure")?;
+            app.commit();
+            tracing::info!(
+                tenant = t,
+                ?scope,
+                seq = q.seq,
+                "erasure queued under legal hold"
+            );
+            return Ok(ShredOutcome::Queued(q));
+        }
+        let staged = self.stage_shred(
+            tenant,
+            scope,
+            plan,
+            None,
+            now,
+            &mut tr,
+            &mut pending,
+            &mut batch,
+            &mut app,
+        )?;
+        // Durable before the call returns, whatever the vault's default durability.
+        i.write_sync(batch, "shredding")?;
+        app.commit();
+        self.publish_retention(t, tr);
+        let receipt = staged.receipt.clone();
+        self.forget_staged(t, &[staged]);
+        Ok(ShredOutcome::Shredded(receipt))
+    }
+
+    /// Reads what shredding `scope` needs (the names behind its directory entries, a window's
+    /// bounds) and checks that it exists and is not shredded yet. Writes nothing.
+    fn plan(&self, tenant: TenantId, scope: ShredScope) -> Result<Plan> {
+        let i = &self.inner;
+        let t = tenant.0;
         let ts = i.tenant_state(t)?;
-        // Names are needed to remove directory entries; read them before the keys go.
-        let (dir_entries, window) = match scope {
+        let shredded = |what: String| Error::Shredded { what };
+        if let Some(tr) = i.retention.current().tenant(t) {
+            if covered(&tr.shred, scope) {
+                return Err(shredded(format!("{scope:?} of tenant {tenant}")));
+            }
+        }
+        Ok(match scope {
             ShredScope::Tenant => {
-                let name = self
-                    .tenants()?
-                    .into_iter()
-                    .find(|x| x.id == tenant)
-                    .map(|x| x.name)
-                    .ok_or_else(|| Error::NotFound {
-                        what: format!("tenant {tenant}"),
-                    })?;
-                (vec![i.tenant_dir_entry(&name)], None)
+                let place = KeyBuf::tag(codec::meta::TENANT).u64(t).into_vec();
+                let v = i.get(cf::META, &place)?.ok_or_else(|| Error::NotFound {
+                    what: format!("tenant {tenant}"),
+                })?;
+                let name = i.tenant_info(t, &place, &v)?.name;
+                Plan {
+                    dir_entries: vec![i.tenant_dir_entry(&name)],
+                    window: None,
+                }
             }
             ShredScope::Conversation(c) => {
                 let info = self.conversation(tenant, c)?;
-                (
-                    vec![i.dir_entry(&ts, codec::meta::DIR_CONV, &info.external_id)],
-                    None,
-                )
+                Plan {
+                    dir_entries: vec![i.dir_entry(&ts, codec::meta::DIR_CONV, &info.external_id)],
+                    window: None,
+                }
             }
             ShredScope::User(u) => {
                 let info = self.user(tenant, u)?;
-                (
-                    vec![i.dir_entry(&ts, codec::meta::DIR_USER, &info.external_id)],
-                    None,
-                )
+                Plan {
+                    dir_entries: vec![i.dir_entry(&ts, codec::meta::DIR_USER, &info.external_id)],
+                    window: None,
+                }
             }
             ShredScope::Window {
                 conversation,
@@ -114,35 +387,39 @@ impl Vault {
                     ));
                 }
                 let e = at_ms as u64 / ts.epoch_ms;
+                let epoch = u32::try_from(e).map_err(|_| {
+                    Error::InvalidInput(format!("{at_ms} ms is too far in the future"))
+                })?;
                 let start = (e * ts.epoch_ms) as i64;
-                (
-                    Vec::new(),
-                    Some((e as u32, start, start + ts.epoch_ms as i64)),
-                )
+                Plan {
+                    dir_entries: Vec::new(),
+                    window: Some((epoch, start, start + ts.epoch_ms as i64)),
+                }
             }
-        };
+        })
+    }
 
-        let _g = i.policy_lock.lock();
-        let now = i.opts.clock.now_ms();
-        let mut tr = i.retention.current().tenant(t).cloned().unwrap_or_default();
-        let held = match scope {
-            ShredScope::Tenant => !tr.holds.is_empty(),
-            ShredScope::Conversation(c) => tr.held(c.0, None),
-            ShredScope::Window { conversation, .. } => tr.held(conversation.0, None),
-            ShredScope::User(u) => tr.holds.values().any(|h| match h.scope {
-                HoldScope::Custodian(x) => x == u,
-                _ => true,
-            }),
-        };
-        if held {
-            return Err(Error::LegalHold {
-                what: format!("{scope:?} of tenant {tenant}"),
-            });
-        }
-
+    /// Stages a shred of `scope` in `batch` (keys, directory entries, tombstone, its receipt,
+    /// and the resolution of every queued request it covers), and applies its tombstone to
+    /// `tr`. `queued`: the queued request it carries out.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_shred(
+        &self,
+        tenant: TenantId,
+        scope: ShredScope,
+        plan: Plan,
+        queued: Option<u64>,
+        now: i64,
+        tr: &mut TenantRetention,
+        pending: &mut Pending,
+        batch: &mut WriteBatch,
+        app: &mut Appender<'_>,
+    ) -> Result<Staged> {
+        let i = &self.inner;
+        let t = tenant.0;
         let kcf = i.cf(cf::KEYS)?;
         let meta = i.cf(cf::META)?;
-        let mut batch = WriteBatch::default();
+        let window = plan.window;
         let mut ranges: Vec<Vec<u8>> = Vec::new();
         match scope {
             ShredScope::Tenant => {
@@ -192,14 +469,25 @@ impl Vault {
         for r in &ranges {
             batch.delete_range_cf(&kcf, r, &prefix_successor(r).unwrap_or_default());
         }
-        for d in &dir_entries {
+        for d in &plan.dir_entries {
             batch.delete_cf(&meta, d);
         }
+        let key_ranges: Vec<String> = ranges.iter().map(hex::encode).collect();
+        let event = ReceiptEvent::Shredded {
+            tenant,
+            scope,
+            key_ranges: key_ranges.clone(),
+            window: window.map(|w| (w.1, w.2)),
+            queued,
+        };
+        let head = app.append(batch, &meta, now, &enc(&event, "a receipt")?);
         let receipt = ShredReceipt {
             tenant,
             scope,
             at_ms: now,
-            key_ranges: ranges.iter().map(hex::encode).collect(),
+            key_ranges,
+            seq: head.seq,
+            queued,
         };
         let (kind, id, start) = match scope {
             ShredScope::Tenant => (1u8, 0, 0),
@@ -219,26 +507,273 @@ impl Vault {
             receipt: receipt.clone(),
             window: window.map(|w| (w.1, w.2)),
         };
-        batch.put_cf(
-            &meta,
-            tomb_key,
-            postcard::to_stdvec(&tomb)
-                .map_err(|e| Error::InvalidInput(format!("cannot encode tombstone: {e}")))?,
-        );
-        // Durable before the call returns, whatever the vault's default durability.
+        batch.put_cf(&meta, tomb_key, enc(&tomb, "a tombstone")?);
         // The path to the destroyed keys gets new key versions at the next purge, so that old
         // copies of the directory cannot be opened with the live keys (`rekey.rs`).
         let mark_conv = match scope {
             ShredScope::Window { conversation, .. } => conversation.0,
             _ => 0,
         };
-        crate::rekey::mark(i, &mut batch, t, mark_conv)?;
-        i.write_sync(batch, "shredding")?;
+        crate::rekey::mark(i, batch, t, mark_conv)?;
         apply_tombstone(&mut tr.shred, &tomb);
-        self.publish_retention(t, tr);
-        self.forget_keys(t, scope, window.map(|w| w.0));
-        tracing::info!(tenant = t, ?scope, "shredded");
-        Ok(receipt)
+        // The queued request carried out, and every other one this shred covers, leave the
+        // queue in the same batch.
+        for q in &pending.items {
+            if pending.handled.contains(&q.seq) {
+                continue;
+            }
+            let carried_out = queued == Some(q.seq);
+            if !carried_out && !covered(&tr.shred, q.scope) {
+                continue;
+            }
+            if !carried_out {
+                let ev = ReceiptEvent::Resolved {
+                    queued_seq: q.seq,
+                    by: Some(head.seq),
+                };
+                app.append(batch, &meta, now, &enc(&ev, "a receipt")?);
+            }
+            batch.delete_cf(&meta, queue_key(t, q.seq));
+            pending.handled.insert(q.seq);
+        }
+        tracing::info!(tenant = t, ?scope, seq = head.seq, ?queued, "shredded");
+        Ok(Staged {
+            scope,
+            epoch: window.map(|w| w.0),
+            receipt,
+        })
+    }
+
+    /// After the batch of staged shreds was written: drops their keys from memory.
+    pub(crate) fn forget_staged(&self, t: Iid, staged: &[Staged]) {
+        for s in staged {
+            self.forget_keys(t, s.scope, s.epoch);
+        }
+    }
+
+    /// The queued erasures of tenant `t`, oldest first.
+    fn pending_erasures(&self, t: Iid) -> Result<Pending> {
+        let prefix = KeyBuf::tag(codec::meta::ERASURE_QUEUE).u64(t).into_vec();
+        let mut it = self.inner.prefix_iter(cf::META, &prefix)?;
+        let mut items = Vec::new();
+        while it.valid() {
+            if let Some(v) = it.value() {
+                items.push(
+                    postcard::from_bytes::<QueuedErasure>(v)
+                        .map_err(|e| Error::corrupt("queued erasure", e.to_string()))?,
+                );
+            }
+            it.next();
+        }
+        it.status()
+            .map_err(Error::storage("reading queued erasures"))?;
+        Ok(Pending {
+            items,
+            handled: BTreeSet::new(),
+        })
+    }
+
+    /// The erasures queued under legal holds in `tenant`, oldest first. Errors:
+    /// [`Error::Corrupt`] for an undecodable queue record; [`Error::Storage`].
+    pub fn queued_erasures(&self, tenant: TenantId) -> Result<Vec<QueuedErasure>> {
+        Ok(self.pending_erasures(tenant.0)?.items)
+    }
+
+    /// Stages, in `batch`, the queued erasures of `tenant` that no hold in `tr` covers any
+    /// longer (and resolves those already covered), applying their tombstones to `tr`. The
+    /// caller holds the policy lock, writes the batch, commits `app`, publishes `tr` and calls
+    /// [`Vault::forget_staged`]. A request that cannot be planned (for example its
+    /// conversation's record cannot be read) is left queued and logged, so that a hold release
+    /// is never refused because of it.
+    pub(crate) fn stage_due_erasures(
+        &self,
+        tenant: TenantId,
+        tr: &mut TenantRetention,
+        now: i64,
+        batch: &mut WriteBatch,
+        app: &mut Appender<'_>,
+    ) -> Result<Vec<Staged>> {
+        let mut pending = self.pending_erasures(tenant.0)?;
+        let mut staged = Vec::new();
+        let items = pending.items.clone();
+        for q in items {
+            if pending.handled.contains(&q.seq) || !blocking_holds(tr, q.scope).is_empty() {
+                continue;
+            }
+            if covered(&tr.shred, q.scope) {
+                let ev = ReceiptEvent::Resolved {
+                    queued_seq: q.seq,
+                    by: None,
+                };
+                let meta = self.inner.cf(cf::META)?;
+                app.append(batch, &meta, now, &enc(&ev, "a receipt")?);
+                batch.delete_cf(&meta, queue_key(tenant.0, q.seq));
+                pending.handled.insert(q.seq);
+                continue;
+            }
+            let plan = match self.plan(tenant, q.scope) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(
+                        tenant = tenant.0,
+                        seq = q.seq,
+                        error = %e,
+                        "cannot carry out a queued erasure; it stays queued"
+                    );
+                    continue;
+                }
+            };
+            staged.push(self.stage_shred(
+                tenant,
+                q.scope,
+                plan,
+                Some(q.seq),
+                now,
+                tr,
+                &mut pending,
+                batch,
+                app,
+            )?);
+        }
+        Ok(staged)
+    }
+
+    /// Carries out every queued erasure whose legal holds are all released (and resolves those
+    /// whose scope is already shredded). The vault runs this when it opens, so that a request
+    /// is never lost, whatever stopped the process; [`Vault::release_hold`] carries them out
+    /// itself, atomically with the release. Returns the receipts of the shreds carried out.
+    /// Errors: [`Error::Storage`], [`Error::Corrupt`] (an undecodable queue record).
+    pub fn run_queued_erasures(&self) -> Result<Vec<ShredReceipt>> {
+        let i = &self.inner;
+        let mut tenants = BTreeSet::new();
+        {
+            let mut it = i.prefix_iter(cf::META, &[codec::meta::ERASURE_QUEUE])?;
+            while it.valid() {
+                if let Some(t) = it.key().and_then(|k| k.get(1..9)).and_then(codec::be64) {
+                    tenants.insert(t);
+                }
+                it.next();
+            }
+            it.status()
+                .map_err(Error::storage("reading queued erasures"))?;
+        }
+        let mut out = Vec::new();
+        for t in tenants {
+            let _g = i.policy_lock.lock();
+            let now = i.opts.clock.now_ms();
+            let mut tr = i.retention.current().tenant(t).cloned().unwrap_or_default();
+            let mut batch = WriteBatch::default();
+            let mut app = i.receipts.appender();
+            let staged =
+                self.stage_due_erasures(TenantId(t), &mut tr, now, &mut batch, &mut app)?;
+            if batch.is_empty() {
+                continue;
+            }
+            i.write_sync(batch, "carrying out queued erasures")?;
+            app.commit();
+            self.publish_retention(t, tr);
+            out.extend(staged.iter().map(|s| s.receipt.clone()));
+            self.forget_staged(t, &staged);
+        }
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------------ receipts
+
+    /// Every entry of the receipt chain, oldest first. Errors: [`Error::Corrupt`] for an entry
+    /// that cannot be decoded (run [`Vault::verify_receipts`] to find out what happened);
+    /// [`Error::Storage`].
+    pub fn receipts(&self) -> Result<Vec<ReceiptEntry>> {
+        self.read_receipts(true)
+    }
+
+    /// The receipt entries; `strict = false` skips (and logs) entries that cannot be decoded.
+    fn read_receipts(&self, strict: bool) -> Result<Vec<ReceiptEntry>> {
+        let i = &self.inner;
+        let mut it = i.prefix_iter(cf::META, &chain::prefix(i.receipts.id()))?;
+        let mut out = Vec::new();
+        while it.valid() {
+            if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                let what = || {
+                    format!(
+                        "receipt {}",
+                        k.get(2..10).and_then(codec::be64).unwrap_or(0)
+                    )
+                };
+                let decoded = Chain::decode(v)
+                    .ok_or_else(|| Error::corrupt(what(), "undecodable"))
+                    .and_then(|e| {
+                        let event = postcard::from_bytes(&e.body)
+                            .map_err(|err| Error::corrupt(what(), format!("body: {err}")))?;
+                        Ok(ReceiptEntry {
+                            seq: e.seq,
+                            at_ms: e.at_ms,
+                            event,
+                            mac: e.mac,
+                        })
+                    });
+                match decoded {
+                    Ok(e) => out.push(e),
+                    Err(e) if strict => return Err(e),
+                    Err(e) => tracing::warn!(error = %e, "skipping an undecodable receipt"),
+                }
+            }
+            it.next();
+        }
+        it.status().map_err(Error::storage("reading receipts"))?;
+        Ok(out)
+    }
+
+    /// Verifies the receipt chain: walks it from entry 0, recomputes every MAC, checks that
+    /// seqs are contiguous and each entry links to the one before; the report names the first
+    /// broken entry (edited, dropped, reordered) and what is wrong. Given the head an operator
+    /// kept from an earlier verification, also detects entries cut off the end. The report's
+    /// `head` is the one to keep. A broken chain is a report, not an error; errors:
+    /// [`Error::Storage`].
+    pub fn verify_receipts(&self, kept_head: Option<&ChainHead>) -> Result<ChainReport> {
+        let i = &self.inner;
+        let it = i.prefix_iter(cf::META, &chain::prefix(i.receipts.id()))?;
+        i.receipts
+            .verify(RawIter::new(it, "verifying receipts"), kept_head)
+    }
+
+    /// The head of the receipt chain (its last entry), from memory; `None` if it is empty.
+    pub fn receipts_head(&self) -> Option<ChainHead> {
+        self.inner.receipts.head()
+    }
+
+    /// Appends a `Removed` receipt for every `Shredded` receipt not yet followed by one. Called
+    /// by a purge that completed (every shredded record verified gone from every file), under
+    /// the policy lock. Returns the seqs of the `Shredded` receipts recorded.
+    pub(crate) fn record_removed_shreds(&self) -> Result<Vec<u64>> {
+        let i = &self.inner;
+        let mut shreds = BTreeSet::new();
+        // A damaged entry is for `verify_receipts` to report; it must not stop a purge.
+        for e in self.read_receipts(false)? {
+            match e.event {
+                ReceiptEvent::Shredded { .. } => {
+                    shreds.insert(e.seq);
+                }
+                ReceiptEvent::Removed { shred_seq } => {
+                    shreds.remove(&shred_seq);
+                }
+                _ => {}
+            }
+        }
+        if shreds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = i.opts.clock.now_ms();
+        let meta = i.cf(cf::META)?;
+        let mut batch = WriteBatch::default();
+        let mut app = i.receipts.appender();
+        for &s in &shreds {
+            let ev = ReceiptEvent::Removed { shred_seq: s };
+            app.append(&mut batch, &meta, now, &enc(&ev, "a receipt")?);
+        }
+        i.write_sync(batch, "recording removed shreds")?;
+        app.commit();
+        Ok(shreds.into_iter().collect())
     }
 
     fn forget_keys(&self, t: Iid, scope: ShredScope, epoch: Option<u32>) {

@@ -11,6 +11,7 @@ use rocksdb::{
     DBWithThreadMode, MultiThreaded, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
+use crate::chain::{self, Chain, ChainId};
 use crate::codec::{self, be64, prefix_successor, Iid, KeyBuf};
 use crate::envelope::{self, MetaKind, RecordHeader, RecordKind, WrapHeader, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
@@ -175,6 +176,8 @@ pub(crate) struct Inner {
     pub(crate) retention: Arc<Shared>,
     /// Serializes policy and hold changes.
     pub(crate) policy_lock: Mutex<()>,
+    /// The shred receipt chain (its key is derived from the vault key).
+    pub(crate) receipts: Chain,
 }
 
 /// An open vault. Cheap to clone (an `Arc`), `Send + Sync`, safe to use from many threads.
@@ -310,6 +313,35 @@ impl Vault {
         let db = Db::open_cf_descriptors(&db_options(), path, cfs)
             .map_err(Error::storage("opening the vault"))?;
         let tenant_dir_key = keys::derive_key(&[&vault_key], labels::TENANT_DIRECTORY, b"");
+        let receipts = {
+            let p = chain::prefix(ChainId::Receipts);
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_lower_bound(p.clone());
+            if let Some(up) = prefix_successor(&p) {
+                ro.set_iterate_upper_bound(up);
+            }
+            let meta = db.cf_handle(cf::META).ok_or_else(|| {
+                Error::corrupt(
+                    format!("vault at {}", path.display()),
+                    "column family meta is missing",
+                )
+            })?;
+            let mut it = db.raw_iterator_cf_opt(&meta, ro);
+            it.seek_to_last();
+            let last = match (it.key(), it.value()) {
+                (Some(k), Some(v)) => Some((k.to_vec(), v.to_vec())),
+                _ => {
+                    it.status()
+                        .map_err(Error::storage("reading the receipt chain"))?;
+                    None
+                }
+            };
+            Chain::new(
+                ChainId::Receipts,
+                &vault_key,
+                last.as_ref().map(|(k, v)| (k.as_slice(), v.as_slice())),
+            )
+        };
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(opts.durability == Durability::Sync);
         let mut sync_opts = WriteOptions::default();
@@ -333,6 +365,7 @@ impl Vault {
             opts,
             retention,
             policy_lock: Mutex::new(()),
+            receipts,
         };
         let next = inner
             .get(cf::META, &[codec::meta::NEXT_IID])?
@@ -343,6 +376,11 @@ impl Vault {
             inner: Arc::new(inner),
         };
         vault.load_retention()?;
+        // Erasures queued under holds that are gone (the release and the erasure are one
+        // WriteBatch, so this finds work only if something else removed a hold): carried out now.
+        if let Err(e) = vault.run_queued_erasures() {
+            tracing::error!(error = %e, "cannot carry out queued erasures at open; they stay queued");
+        }
         tracing::info!(path = %path.display(), "vault opened");
         Ok(vault)
     }
@@ -1283,7 +1321,7 @@ impl Iterator for MessageIter<'_> {
 }
 
 /// Adapts a raw iterator (already positioned) into owned `(key, value)` items.
-struct RawIter<'a> {
+pub(crate) struct RawIter<'a> {
     it: DBRawIteratorWithThreadMode<'a, Db>,
     op: &'static str,
     started: bool,
@@ -1291,7 +1329,7 @@ struct RawIter<'a> {
 }
 
 impl<'a> RawIter<'a> {
-    fn new(it: DBRawIteratorWithThreadMode<'a, Db>, op: &'static str) -> Self {
+    pub(crate) fn new(it: DBRawIteratorWithThreadMode<'a, Db>, op: &'static str) -> Self {
         RawIter {
             it,
             op,

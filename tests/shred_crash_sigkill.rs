@@ -311,7 +311,8 @@ fn raw_keys(data: &Path) -> BTreeSet<(u8, u64, u64, u32)> {
         let (k, _) = kv.unwrap();
         let t = be64(&k[1..9]);
         out.insert(match k[0] {
-            1 => (1, t, 0, 0),
+            // Tenant KEK; the tenant's directory key (stored once the KEK is re-versioned).
+            1 | 5 => (k[0], t, 0, 0),
             2 | 4 => (k[0], t, be64(&k[9..17]), 0),
             3 => (
                 3,

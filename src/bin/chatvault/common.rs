@@ -9,8 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::bail;
 use chatvault::{
-    ConversationId, Error, History, ProviderError, Retention, StaticKeyProvider, TenantId, Vault,
-    VaultOptions, KEYCHECK_FILE, ROOT_KEY_ENV,
+    ConversationId, Error, History, ProviderError, Retention, ShredScope, StaticKeyProvider,
+    TenantId, Vault, VaultOptions, KEYCHECK_FILE, ROOT_KEY_ENV,
 };
 use clap::Args;
 use zeroize::Zeroizing;
@@ -45,9 +45,13 @@ impl std::error::Error for Failure {}
 
 /// Exit code of `purge` when expired records are still on disk.
 pub const EXIT_PURGE_INCOMPLETE: u8 = 3;
-/// Exit code of `verify` (and `receipts verify`) when something failed to authenticate or the
-/// indexes disagree.
+/// Exit code of `shred` when a legal hold covers the scope (nothing destroyed, nothing queued).
+pub const EXIT_LEGAL_HOLD: u8 = 4;
+/// Exit code of `verify` and `receipts verify` when something failed to authenticate, the
+/// indexes disagree or the receipt chain is broken.
 pub const EXIT_VERIFY_FAILED: u8 = 5;
+/// Same code as [`EXIT_VERIFY_FAILED`], named for `receipts verify`.
+pub const EXIT_CHAIN_BROKEN: u8 = EXIT_VERIFY_FAILED;
 
 /// CHATVAULT_ROOT_KEY, if set to something other than blanks (an empty variable counts as
 /// unset).
@@ -223,7 +227,10 @@ pub fn tenant(v: &Vault, name: &str) -> anyhow::Result<TenantId> {
     match v.tenant(name) {
         Ok(t) => Ok(t),
         Err(Error::NotFound { .. }) => {
-            bail!("no tenant named {name:?} in this vault (`chatvault ls` lists the tenants)")
+            bail!(
+                "no tenant named {name:?} in this vault (`chatvault ls` lists the tenants); a \
+                 shredded tenant is not listed, and its name no longer leads to it"
+            )
         }
         Err(e) => Err(e.into()),
     }
@@ -359,4 +366,88 @@ pub fn parse_retention(s: &str) -> Result<Retention, String> {
         u64::try_from(d.as_millis()).map_err(|_| format!("{s:?} is too long"))?
     };
     Ok(Retention::Period { ms })
+}
+
+/// A point in time: milliseconds since the Unix epoch, a UTC date (`2011-11-13`, midnight), or
+/// an RFC 3339 time (`2011-11-13T02:00:00Z`; without an offset, UTC).
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<i64>().map_err(|e| format!("{s:?}: {e}"));
+    }
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    let t = humantime::parse_rfc3339_weak(&full).map_err(|e| {
+        format!(
+            "{s:?} is not a time ({e}); write a UTC date (2011-11-13), an RFC 3339 time \
+             (2011-11-13T02:00:00Z) or milliseconds since 1970"
+        )
+    })?;
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| format!("{s:?} is before 1970"))?
+        .as_millis();
+    i64::try_from(ms).map_err(|_| format!("{s:?} is too far in the future"))
+}
+
+/// `s` as a JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A shred scope of a tenant by internal ids, as text (`conversation #5 of tenant #1`).
+pub fn shred_scope_text(tenant: TenantId, scope: &ShredScope) -> String {
+    match scope {
+        ShredScope::Tenant => format!("tenant {tenant}"),
+        ShredScope::Conversation(c) => format!("conversation {c} of tenant {tenant}"),
+        ShredScope::User(u) => format!("user {u} of tenant {tenant}"),
+        ShredScope::Window {
+            conversation,
+            at_ms,
+        } => format!(
+            "the window containing {} of conversation {conversation} of tenant {tenant}",
+            fmt_time(*at_ms)
+        ),
+    }
+}
+
+/// A shred scope by internal ids, as a JSON object.
+pub fn scope_json(scope: &ShredScope) -> String {
+    match scope {
+        ShredScope::Tenant => r#"{"kind":"tenant"}"#.into(),
+        ShredScope::Conversation(c) => {
+            format!(r#"{{"kind":"conversation","conversation":{}}}"#, c.as_u64())
+        }
+        ShredScope::User(u) => format!(r#"{{"kind":"user","user":{}}}"#, u.as_u64()),
+        ShredScope::Window {
+            conversation,
+            at_ms,
+        } => format!(
+            r#"{{"kind":"window","conversation":{},"at_ms":{at_ms}}}"#,
+            conversation.as_u64()
+        ),
+    }
+}
+
+/// A list of strings as a JSON array.
+pub fn json_strs<S: AsRef<str>>(v: &[S]) -> String {
+    let items: Vec<String> = v.iter().map(|s| json_str(s.as_ref())).collect();
+    format!("[{}]", items.join(","))
 }

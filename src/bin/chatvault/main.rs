@@ -13,7 +13,9 @@ mod key;
 mod ls;
 mod purge;
 mod read;
+mod receipts;
 mod retention;
+mod shred;
 mod stats;
 mod verify;
 
@@ -98,6 +100,30 @@ enum Command {
         #[command(flatten)]
         vault: VaultArgs,
     },
+    /// Crypto-shred a tenant, conversation, user or day window: destroy the keys that guard it.
+    ///
+    /// What the keys guarded can never be read again. Requires --yes (nothing is asked
+    /// interactively). Prints the receipt: internal ids, the key ranges destroyed, the time, its
+    /// seq in the receipt chain and the new chain head (--json: one JSON object). A legal hold
+    /// over any part of the scope refuses the shred; with --queue-if-held the erasure is queued
+    /// instead and carried out when the last hold over it is released. `chatvault purge` then
+    /// removes the shredded records from every data file.
+    ///
+    /// Exit codes: 0 shredded (or, with --queue-if-held, queued), 1 error (not found, already
+    /// shredded, ...), 2 bad usage (or --yes missing: nothing changed), 4 under legal hold:
+    /// nothing destroyed, nothing queued.
+    Shred {
+        #[command(subcommand)]
+        scope: shred::ShredCommand,
+    },
+    /// Show or verify the shred receipt chain (MAC-chained, append-only).
+    ///
+    /// Exit codes of `verify`: 0 intact, 1 error, 2 bad usage, 5 broken (the first broken
+    /// entry is named).
+    Receipts {
+        #[command(subcommand)]
+        command: receipts::ReceiptsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -157,6 +183,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush()?;
             r?
         }
+        Command::Shred { scope } => shred::run(scope, &mut out)?,
+        Command::Receipts { command } => receipts::run(command, &mut out)?,
         Command::Purge(args) => {
             // Print the report even when the purge is incomplete (an error follows it).
             let r = purge::run(&args, &mut out);

@@ -142,5 +142,14 @@ fn print_report(v: &Vault, r: &PurgeReport, out: &mut impl Write) -> anyhow::Res
     } else {
         writeln!(out, "purge incomplete (see the error below)")?;
     }
+    if !r.removed_shreds.is_empty() {
+        let seqs: Vec<String> = r.removed_shreds.iter().map(|s| s.to_string()).collect();
+        writeln!(
+            out,
+            "shredded data gone from every data file: removal receipts appended for shred {} \
+             (`chatvault receipts show`)",
+            seqs.join(", ")
+        )?;
+    }
     Ok(())
 }
