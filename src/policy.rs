@@ -37,14 +37,15 @@ impl Default for PurgeOptions {
     }
 }
 
-/// What a purge found (and, unless a dry run, removed) in one conversation.
+/// What a purge found (and, unless a dry run, removed) in one conversation. "Expired" counts
+/// include records of shredded scopes (their keys are destroyed): both go the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationPurge {
     /// Tenant.
     pub tenant: TenantId,
     /// Conversation.
     pub conversation: ConversationId,
-    /// Expired message records (current revisions and deletion markers).
+    /// Expired or shredded message records (current revisions and deletion markers).
     pub expired_messages: u64,
     /// Expired older revisions.
     pub expired_revisions: u64,

@@ -120,7 +120,7 @@ fn a_one_day_retention_then_purge_empties_ubuntu_and_leaves_rust_intact() {
     // A dry run counts and changes nothing: the same again, and then the real purge finds it.
     let dry = cli.ok(&["purge", "--dry-run"]);
     assert!(
-        dry.contains("ubuntu/2011-11-13_02: would remove 1220 expired messages"),
+        dry.contains("ubuntu/2011-11-13_02: would remove 1220 expired or shredded messages"),
         "{dry}"
     );
     assert!(dry.contains("dry run: nothing was changed"), "{dry}");
@@ -129,7 +129,7 @@ fn a_one_day_retention_then_purge_empties_ubuntu_and_leaves_rust_intact() {
 
     let purge = cli.ok(&["purge"]);
     assert!(
-        purge.contains("ubuntu/2011-11-13_02: removed 1220 expired messages"),
+        purge.contains("ubuntu/2011-11-13_02: removed 1220 expired or shredded messages"),
         "{purge}"
     );
     assert!(purge.contains("purge complete"), "{purge}");
@@ -189,7 +189,7 @@ fn a_legal_hold_keeps_messages_past_their_retention_until_released() {
     assert_eq!(ls_counts(&cli, "rust", "rust.0"), (0, 1200));
     let purge = cli.ok(&["purge"]);
     assert!(
-        purge.contains("rust/rust.0: removed 1200 expired messages"),
+        purge.contains("rust/rust.0: removed 1200 expired or shredded messages"),
         "{purge}"
     );
     assert_eq!(stats_messages(&cli, "rust"), 0);

@@ -1,6 +1,7 @@
 //! Opt-in acceptance test over the full corpus in `../shared/corpus/irc-disentanglement`:
 //! imports all of `ubuntu/dev` and `new-domains`, reads every conversation back and checks it
-//! is exact. Run with `./dev acceptance` (or `cargo test --test corpus_acceptance -- --ignored
+//! is exact; then shreds one channel with the CLI, purges, and checks that it is gone from every
+//! file while the others read back exactly. Run with `./dev acceptance` (or `cargo test --test corpus_acceptance -- --ignored
 //! --nocapture`). It fails loudly when the corpus is missing; it never passes without it.
 //! Set CHATVAULT_CORPUS to use another location.
 
@@ -46,4 +47,158 @@ fn ubuntu_dev_and_new_domains_import_and_read_back_exactly() {
     );
     assert_eq!(files, 22);
     assert!(msgs > 25_000, "{msgs} messages");
+}
+
+/// The shredding issue's acceptance: on the imported corpus, `chatvault shred tenant rust`
+/// followed by `chatvault purge` leaves that channel unreadable and absent from every file of
+/// the data directory (its plaintext, its ciphertexts and its wrapped keys), while the other
+/// channels read back exactly (a re-import verifies every stored message against its file).
+#[test]
+#[ignore = "opt-in: needs ../shared/corpus; run ./dev acceptance"]
+fn shredding_one_channel_then_purge_leaves_it_nowhere_and_the_others_exact() {
+    use std::process::Command;
+    use std::sync::Arc;
+
+    use chatvault::{StaticKeyProvider, Vault, VaultOptions};
+
+    let corpus = corpus();
+    let d = tempfile::tempdir().unwrap();
+    let (data, key) = (d.path().join("data"), d.path().join("root.key"));
+    let cli = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_chatvault"))
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .arg("--key-file")
+            .arg(&key)
+            .env_remove("CHATVAULT_ROOT_KEY")
+            .output()
+            .unwrap();
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), out)
+    };
+    let (code, out) = cli(&["init"]);
+    assert_eq!(code, Some(0), "{out}");
+    let dirs = [corpus.join("ubuntu/dev"), corpus.join("new-domains")];
+    for dir in &dirs {
+        let (code, out) = cli(&["import", "irc", dir.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{out}");
+    }
+
+    // What the rust channel left in the vault: its plaintext lines, its records' bytes and its
+    // wrapped keys.
+    let mut needles: Vec<Vec<u8>> = Vec::new();
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for dir in &dirs {
+        files.extend(chatvault::import::irc_log_files(dir).unwrap());
+    }
+    let (rust_files, other_files): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| {
+        f.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("rust."))
+    });
+    assert!(!rust_files.is_empty() && !other_files.is_empty());
+    for f in &rust_files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let log =
+            chatvault::import::irc::parse_log(name, &std::fs::read_to_string(f).unwrap(), None)
+                .unwrap();
+        assert_eq!(log.channel, "rust");
+        // Bodies long enough not to occur by chance in other channels' (encrypted) files.
+        needles.extend(
+            log.messages
+                .iter()
+                .filter(|m| m.body.len() >= 24)
+                .map(|m| m.body.as_bytes().to_vec()),
+        );
+    }
+    let plaintext_needles = needles.len();
+    let t = {
+        let p = Arc::new(StaticKeyProvider::from_file(&key).unwrap());
+        let v = Vault::open(&data, p, VaultOptions::default()).unwrap();
+        v.tenant("rust").unwrap().as_u64()
+    };
+    {
+        let db = common::open_raw(&data);
+        for (cf, prefix) in [
+            (chatvault::cf::MESSAGES, t.to_be_bytes().to_vec()),
+            (
+                chatvault::cf::KEYS,
+                [&[0x01u8][..], &t.to_be_bytes()].concat(),
+            ),
+            (
+                chatvault::cf::KEYS,
+                [&[0x02u8][..], &t.to_be_bytes()].concat(),
+            ),
+            (
+                chatvault::cf::KEYS,
+                [&[0x03u8][..], &t.to_be_bytes()].concat(),
+            ),
+            (
+                chatvault::cf::KEYS,
+                [&[0x04u8][..], &t.to_be_bytes()].concat(),
+            ),
+        ] {
+            let h = db.cf_handle(cf).unwrap();
+            for kv in db.prefix_iterator_cf(h, &prefix) {
+                let (k, v) = kv.unwrap();
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                needles.push(v.to_vec());
+            }
+        }
+    }
+    println!(
+        "rust: {} files, {plaintext_needles} plaintext lines and {} stored values to look for",
+        rust_files.len(),
+        needles.len() - plaintext_needles
+    );
+    let ac = aho_corasick::AhoCorasick::new(&needles).unwrap();
+    let found_in_files = || -> usize {
+        common::files_under(&data)
+            .iter()
+            .map(|f| ac.find_iter(&std::fs::read(f).unwrap()).count())
+            .sum()
+    };
+    assert!(
+        found_in_files() > 0,
+        "before the shred the records are on disk"
+    );
+
+    let started = std::time::Instant::now();
+    let (code, out) = cli(&["shred", "tenant", "rust", "--yes"]);
+    assert_eq!(code, Some(0), "{out}");
+    println!("shred tenant rust: {:?}\n{out}", started.elapsed());
+    let started = std::time::Instant::now();
+    let (code, out) = cli(&["purge"]);
+    assert_eq!(code, Some(0), "{out}");
+    println!("purge: {:?}\n{out}", started.elapsed());
+    assert_eq!(found_in_files(), 0, "rust's bytes are gone from every file");
+    let (code, out) = cli(&["read", "rust", "rust.0"]);
+    assert_ne!(code, Some(0), "{out}");
+    let (code, out) = cli(&["verify"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = cli(&["receipts", "verify"]);
+    assert_eq!(code, Some(0), "{out}");
+
+    // The other channels, exactly: a re-import checks every stored message against its file
+    // and writes nothing.
+    let p = Arc::new(StaticKeyProvider::from_file(&key).unwrap());
+    let v = Vault::open(&data, p, VaultOptions::default()).unwrap();
+    let mut checked = 0;
+    for f in &other_files {
+        let r = chatvault::import::import_irc_file(&v, f, |_| true).unwrap();
+        assert!(r.completed && r.messages_written == 0, "{r:?}");
+        checked += r.messages_already_present;
+    }
+    println!(
+        "{} other files, {checked} messages read back exactly",
+        other_files.len()
+    );
+    assert!(checked > 20_000, "{checked}");
 }

@@ -88,7 +88,7 @@ fn print_report(v: &Vault, r: &PurgeReport, out: &mut impl Write) -> anyhow::Res
         writeln!(
             out,
             "{tenant}/{conv}: {remove} {}, {}, {}; {destroy} {}",
-            plural(c.expired_messages, "expired message"),
+            plural(c.expired_messages, "expired or shredded message"),
             plural(c.expired_revisions, "revision"),
             count(c.expired_index_entries, "index entry", "index entries"),
             plural(c.epoch_keys_destroyed, "epoch key")
