@@ -7,10 +7,10 @@
 //! renamed into place only when complete (KEYCHECK included, fsynced), so a crash never leaves a
 //! half-made checkpoint under the target's name.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::fsutil;
 use crate::keycheck::KEYCHECK_FILE;
 use crate::keys::path_is_inside;
 use crate::vault::Vault;
@@ -75,14 +75,15 @@ impl Vault {
             rocksdb::checkpoint::Checkpoint::new(&i.db)
                 .and_then(|c| c.create_checkpoint(&staging))
                 .map_err(Error::storage("making a checkpoint"))?;
-            write_synced(&staging, KEYCHECK_FILE, &keycheck)?;
+            let copy = staging.join(KEYCHECK_FILE);
+            fsutil::write_atomic(&copy, &keycheck, false).map_err(Error::io("writing", &copy))?;
             if target_exists {
                 // Empty (checked above); rename cannot replace a directory everywhere.
                 std::fs::remove_dir(dir)
                     .map_err(Error::io("replacing the empty directory", dir))?;
             }
             std::fs::rename(&staging, dir).map_err(Error::io("renaming the checkpoint to", dir))?;
-            sync_dir(&parent)
+            fsutil::sync_dir(&parent).map_err(Error::io("syncing directory", &parent))
         })();
         if result.is_err() && staging.exists() {
             let _ = std::fs::remove_dir_all(&staging);
@@ -118,26 +119,4 @@ fn check_target(dir: &Path) -> Result<bool> {
             Ok(true)
         }
     }
-}
-
-/// Writes `dir/name` atomically and durably: temporary file, fsync, rename, fsync directory.
-fn write_synced(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(Error::io("creating", &tmp))?;
-    f.write_all(bytes).map_err(Error::io("writing", &tmp))?;
-    f.sync_all().map_err(Error::io("syncing", &tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(Error::io("renaming", &path))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io("syncing directory", dir))
 }

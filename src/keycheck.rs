@@ -15,7 +15,6 @@
 //! vault key wrapped under a new root key version when the purge re-versions key paths
 //! (`rekey.rs`).
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -74,21 +73,7 @@ fn write(
     bytes.extend_from_slice(&len.to_be_bytes());
     bytes.extend_from_slice(&blob);
 
-    let tmp = dir.join(format!("{KEYCHECK_FILE}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(Error::io("creating", &tmp))?;
-    f.write_all(&bytes).map_err(Error::io("writing", &tmp))?;
-    f.sync_all().map_err(Error::io("syncing", &tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(Error::io("renaming", &path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io("syncing directory", dir))?;
-    Ok(())
+    crate::fsutil::write_atomic(&path, &bytes, false).map_err(Error::io("writing", &path))
 }
 
 /// Reads the key-check file: the vault id and the provider's blob.

@@ -524,15 +524,8 @@ impl StaticKeyProvider {
         self
     }
 
-    /// Writes the key file from `keys` (temporary file, fsync, rename, fsync the directory).
+    /// Writes the key file from `keys` (atomically: `fsutil::write_atomic`, mode 0600).
     fn write_key_file(path: &Path, keys: &[(u32, Cipher, SecretKey)]) -> std::io::Result<()> {
-        use std::io::Write;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = dir.join(format!(".{name}.tmp"));
         let mut text = Zeroizing::new(format!(
             "# chatvault root key. Keep it secret and back it up apart from the vault:\n\
              # without it the vault can never be read again. The highest version is current;\n\
@@ -545,21 +538,7 @@ impl StaticKeyProvider {
                 Zeroizing::new(hex::encode(k.expose())).as_str()
             ));
         }
-        let _ = std::fs::remove_file(&tmp);
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()?;
-        Ok(())
+        crate::fsutil::write_atomic(path, text.as_bytes(), true)
     }
 
     /// Persists `keys` where this provider's keys came from.

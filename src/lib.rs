@@ -54,6 +54,7 @@ mod checkpoint;
 pub mod codec;
 pub mod envelope;
 mod error;
+mod fsutil;
 pub mod import;
 mod keycheck;
 pub mod keys;

@@ -819,20 +819,28 @@ impl Vault {
         user: UserId,
     ) -> Result<impl Iterator<Item = Result<ConversationId>> + '_> {
         let i = &self.inner;
+        // A shredded tenant fails (`Shredded`); shredded conversations are left out.
+        i.tenant_state(tenant.0)?;
+        let snap = i.retention.current();
         let prefix = KeyBuf::tag(codec::meta::USER_CONV)
             .u64(tenant.0)
             .u64(user.0)
             .into_vec();
         let it = i.prefix_iter(cf::META, &prefix)?;
-        Ok(
-            RawIter::new(it, "listing a user's conversations").map(|kv| {
+        Ok(RawIter::new(it, "listing a user's conversations")
+            .map(|kv| {
                 kv.and_then(|(k, _)| {
                     be64(&k[17..])
                         .map(ConversationId)
                         .ok_or_else(|| Error::corrupt("user-conversation index", "bad key"))
                 })
-            }),
-        )
+            })
+            .filter(move |c| match c {
+                Ok(c) => !snap
+                    .tenant(tenant.0)
+                    .is_some_and(|tr| tr.shred.whole_conversation(c.0)),
+                Err(_) => true,
+            }))
     }
 
     // ------------------------------------------------------------------ messages

@@ -544,24 +544,25 @@ fn mismatches(
                 },
                 format!("{t} {u}: user_id() = {}", short(&r)),
             );
-            if !tg {
-                let r = v
-                    .user_conversations(t, *u)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>());
-                let all: Vec<ConversationId> = tm.convs.iter().map(|c| c.id).collect();
-                // The user's conversation index goes with the user; a shredded conversation
-                // may stay listed by id (its name and contents are gone).
-                want(
+            let r = v
+                .user_conversations(t, *u)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>());
+            // The user's conversation index goes with the user, and shredded conversations
+            // are left out; a shredded tenant fails.
+            want(
+                if tg {
+                    is_shredded(&r)
+                } else {
                     r.as_ref().is_ok_and(|x| {
                         if ug {
                             x.is_empty()
                         } else {
-                            live.iter().all(|c| x.contains(c)) && x.iter().all(|c| all.contains(c))
+                            live.iter().all(|c| x.contains(c)) && x.iter().all(|c| live.contains(c))
                         }
-                    }),
-                    format!("{t} {u}: user_conversations() = {}", short(&r)),
-                );
-            }
+                    })
+                },
+                format!("{t} {u}: user_conversations() = {}", short(&r)),
+            );
         }
     }
     bad

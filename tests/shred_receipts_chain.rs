@@ -137,9 +137,11 @@ fn every_scope_gets_a_chained_receipt_and_purge_records_the_removal() {
             (w.other, ShredScope::Tenant),
         ]
     );
-    // The tenant receipt names all four key ranges of that tenant.
-    if let ReceiptEvent::Shredded { key_ranges, .. } = &rs[3].event {
-        assert_eq!(key_ranges.len(), 4);
+    // The tenant receipt names all five key ranges of that tenant (KEK, conversation, epoch,
+    // user and directory keys).
+    match &rs[3].event {
+        ReceiptEvent::Shredded { key_ranges, .. } => assert_eq!(key_ranges.len(), 5),
+        other => panic!("{other:?}"),
     }
     let report = w.v.verify_receipts(None).unwrap();
     assert!(report.is_intact(), "{report:?}");

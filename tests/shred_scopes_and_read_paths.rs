@@ -151,6 +151,15 @@ fn a_shredded_window_is_unreadable_and_the_rest_reads_as_before() {
         .unwrap();
     assert_eq!(r.key_ranges.len(), 1);
     for _ in 0..2 {
+        // The same window again (any time inside it): already shredded.
+        assert!(shredded(w.v.shred(
+            w.t,
+            Actor::operator(),
+            ShredScope::Window {
+                conversation: w.c1,
+                at_ms: D1 + 99,
+            },
+        )));
         assert!(shredded(w.v.get(w.t, w.c1, 1)));
         assert!(shredded(w.v.get(w.t, w.c1, 2)));
         assert_eq!(w.v.get(w.t, w.c1, 3).unwrap().body, format!("alice {D2}"));
@@ -215,6 +224,12 @@ fn a_shredded_conversation_fails_every_read_and_append() {
                 .map(|c| c.unwrap().id)
                 .collect();
         assert_eq!(convs, vec![w.c2]);
+        let of_alice: Vec<_> =
+            w.v.user_conversations(w.t, w.alice)
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+        assert!(!of_alice.contains(&w.c1), "{of_alice:?}");
         assert_eq!(bodies(&w.v, w.t, w.c2).unwrap().len(), 2);
         out_of_scope_intact(&w);
         w = reopen(w);
@@ -286,6 +301,7 @@ fn a_shredded_tenant_is_gone_and_other_tenants_are_not() {
     for _ in 0..2 {
         assert!(shredded(w.v.get(w.t, w.c1, 1)));
         assert!(shredded(w.v.conversations(w.t).map(|_| ())));
+        assert!(shredded(w.v.user_conversations(w.t, w.alice).map(|_| ())));
         assert!(shredded(w.v.append(
             w.t,
             w.c2,
