@@ -337,11 +337,59 @@ def render_shred(res, work, seconds, standalone):
     return out
 
 
-def update_section(report_path, section_lines):
-    """The report with its "Shred latency" section replaced, or added before the analysis."""
+REKEY_HEADING = "## Key re-versioning"
+
+
+def render_rekey(res, work, seconds, standalone):
+    """The "Key re-versioning" section (a list of lines), from criterion group `rekey_pass`."""
+    out = []
+    w = out.append
+    sizes = sorted({int(k[1].split("_")[0]) for k in res
+                    if k[0] == "rekey_pass" and k[1].split("_")[0].isdigit()})
+    w(REKEY_HEADING)
+    w("")
+    w("`Vault::rekey`, the pass `Vault::purge` runs after crypto-shredding so that copies of the "
+      "data directory taken before cannot open the destroyed data (DESIGN.md §7, \"Old "
+      "copies\"), on a vault with *n* tenants (`benches/rekey.rs`): the key file gets a new root "
+      "key version (rewritten and fsynced), the key-check file is rewritten, every tenant KEK is "
+      "re-wrapped under the new root version, the one tenant with a destroyed key (a user "
+      "shredded before each iteration, untimed) gets a new KEK version with its 100 users' keys "
+      "and its metadata re-wrapped, all in one fsynced WriteBatch, then the old root version is "
+      "retired (the key file rewritten again). Criterion's mean with its 95% confidence interval.")
+    w("")
+    if not sizes:
+        w("Not measured in this run.")
+        w("")
+        return out
+    started, commit, l0, l1 = run_facts(work)
+    if standalone:
+        w(f"Measured on its own by `scripts/bench-report --only rekey` in a run started {started} "
+          f"(commit {commit}, {seconds // 60} min {seconds % 60} s; load average (1, 5, 15 min) "
+          f"{l0 or '?'} at the start, {l1 or '?'} at the end); same machine.")
+    else:
+        w("Measured in this run (see the machine section for the load).")
+    w("")
+    w("| tenants | pass | 95% CI | per tenant |")
+    w("|---:|---:|---|---:|")
+    for n in sizes:
+        r = res.get(("rekey_pass", f"{n}_tenants", ""))
+        if not r:
+            w(f"| {n:,} | – | | |".replace(",", " "))
+            continue
+        w(f"| {n:,} | {fmt_ns(r['ns'])} | {fmt_ns(r['lo'])} – {fmt_ns(r['hi'])} | "
+          f"{fmt_ns(r['ns'] / n)} |".replace(",", " "))
+    w("")
+    w("Re-run this section alone with `scripts/bench-report --only rekey` (about a minute once "
+      "built).")
+    w("")
+    return out
+
+
+def update_section(report_path, section_lines, heading=SHRED_HEADING):
+    """The report with its `heading` section replaced, or added before the analysis."""
     lines = open(report_path).read().split("\n")
     try:
-        a = lines.index(SHRED_HEADING)
+        a = lines.index(heading)
         b = next((i for i in range(a + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     except ValueError:
         a = next((i for i, l in enumerate(lines)
@@ -586,6 +634,7 @@ def render(args):
     w("")
 
     out.extend(render_shred(res, args.work, args.seconds, standalone=False))
+    out.extend(render_rekey(res, args.work, args.seconds, standalone=False))
 
     # ---- misses
     miss = missed(res)
@@ -642,7 +691,8 @@ def render(args):
     # ---- everything else
     known = {wl for wl, _, _ in WORKLOADS} | {"aead_seal", "aead_open", "aead_key_setup", "aead_native_seal",
                                              "aead_native_open", "aead_native_key_setup", "nonce",
-                                             "envelope_seal", "envelope_open", "shred"}
+                                             "envelope_seal", "envelope_open", "shred",
+                                             "rekey_pass"}
     others = sorted(k for k in res if k[0] not in known)
     w("## Every other benchmark")
     w("")
@@ -666,13 +716,19 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--missed", action="store_true")
     ap.add_argument("--seconds", type=int, default=0)
-    ap.add_argument("--update-section", choices=["shred"])
+    ap.add_argument("--update-section", choices=["shred", "rekey"])
     ap.add_argument("--report", help="the existing report whose section --update-section replaces")
     args = ap.parse_args()
     res = load_criterion(os.path.join(args.work, "criterion"))
     if args.update_section:
         if not args.report or not os.path.exists(args.report):
             sys.exit("--update-section needs --report with an existing report")
+        if args.update_section == "rekey":
+            if not any(k[0] == "rekey_pass" for k in res):
+                sys.exit("no rekey_pass results in " + args.work)
+            sys.stdout.write(update_section(
+                args.report, render_rekey(res, args.work, args.seconds, True), REKEY_HEADING))
+            return
         if not any(k[0] == "shred" for k in res):
             sys.exit("no shred results in " + args.work)
         sys.stdout.write(update_section(args.report, render_shred(res, args.work, args.seconds, True)))
