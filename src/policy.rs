@@ -448,6 +448,10 @@ impl Vault {
 
     /// Every recorded policy and hold change of a tenant, oldest first.
     pub fn policy_changes(&self, tenant: TenantId) -> Result<Vec<PolicyChange>> {
+        self.inner.rekey_retry(|| self.policy_changes_once(tenant))
+    }
+
+    fn policy_changes_once(&self, tenant: TenantId) -> Result<Vec<PolicyChange>> {
         let prefix = KeyBuf::tag(codec::meta::POLICY_LOG)
             .u64(tenant.0)
             .into_vec();

@@ -466,6 +466,10 @@ impl Vault {
 
     /// Every tenant, by internal id order.
     pub fn tenants(&self) -> Result<Vec<TenantInfo>> {
+        self.inner.rekey_retry(|| self.tenants_once())
+    }
+
+    fn tenants_once(&self) -> Result<Vec<TenantInfo>> {
         let i = &self.inner;
         let mut out = Vec::new();
         let snap = i.retention.current();
@@ -669,6 +673,15 @@ impl Vault {
 
     /// One conversation's record.
     pub fn conversation(&self, tenant: TenantId, conv: ConversationId) -> Result<ConversationInfo> {
+        self.inner
+            .rekey_retry(|| self.conversation_once(tenant, conv))
+    }
+
+    fn conversation_once(
+        &self,
+        tenant: TenantId,
+        conv: ConversationId,
+    ) -> Result<ConversationInfo> {
         let i = &self.inner;
         i.tenant_state(tenant.0)?;
         i.check_conversation_alive(tenant.0, conv.0)?;
@@ -750,6 +763,10 @@ impl Vault {
 
     /// Members of a conversation (current and past), by user id.
     pub fn members(&self, tenant: TenantId, conv: ConversationId) -> Result<Vec<Membership>> {
+        self.inner.rekey_retry(|| self.members_once(tenant, conv))
+    }
+
+    fn members_once(&self, tenant: TenantId, conv: ConversationId) -> Result<Vec<Membership>> {
         let i = &self.inner;
         let prefix = KeyBuf::tag(codec::meta::MEMBER)
             .u64(tenant.0)
@@ -792,6 +809,9 @@ impl Vault {
         let prefix = KeyBuf::tag(codec::meta::CONVERSATION)
             .u64(tenant.0)
             .into_vec();
+        // Before the iterator (and its implicit snapshot) exists: records it yields may predate
+        // a re-versioning pass that starts later.
+        let gen = i.rekey_generation.load(Ordering::Acquire);
         let it = i.prefix_iter(cf::META, &prefix)?;
         let snap = i.retention.current();
         // Shredded conversations are left out of the listing.
@@ -805,7 +825,18 @@ impl Vault {
                     {
                         return Ok(None);
                     }
-                    i.conversation_info(tenant.0, &k, &v).map(Some)
+                    // Re-read once if a re-versioning pass replaced the record meanwhile.
+                    let mut first = Some(v);
+                    i.rekey_retry_since(gen, || {
+                        let v = match first.take() {
+                            Some(v) => v,
+                            None => i.get(cf::META, &k)?.ok_or_else(|| Error::NotFound {
+                                what: format!("conversation record #{c}"),
+                            })?,
+                        };
+                        i.conversation_info(tenant.0, &k, &v)
+                    })
+                    .map(Some)
                 });
                 r.transpose()
             }),
@@ -1476,6 +1507,10 @@ impl Inner {
     }
 
     pub(crate) fn tenant_state(&self, t: Iid) -> Result<Arc<TenantState>> {
+        self.rekey_retry(|| self.tenant_state_once(t))
+    }
+
+    fn tenant_state_once(&self, t: Iid) -> Result<Arc<TenantState>> {
         if self
             .retention
             .current()
@@ -1779,6 +1814,38 @@ impl Inner {
         let k = ReadyKey::new(secret, 0);
         self.cache.insert(id, k.clone());
         Ok(k)
+    }
+
+    /// Runs `f`, and once more if it failed the way a read fails when a key re-versioning pass
+    /// replaced what it read midway (a record read before the pass, its key looked up after):
+    /// then it waits for the pass to end and reads again. For reads of metadata sealed under a
+    /// key version that a pass may retire.
+    pub(crate) fn rekey_retry<T>(&self, f: impl FnMut() -> Result<T>) -> Result<T> {
+        self.rekey_retry_since(self.rekey_generation.load(Ordering::Acquire), f)
+    }
+
+    /// [`Inner::rekey_retry`] for a read whose data was fixed at an earlier moment (an
+    /// iterator's implicit snapshot): `gen` is the generation read before that moment.
+    pub(crate) fn rekey_retry_since<T>(
+        &self,
+        gen: u64,
+        mut f: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
+        match f() {
+            Err(
+                e
+                @ (Error::NotFound { .. } | Error::Shredded { .. } | Error::Authentication { .. }),
+            ) => {
+                // Waits for a pass in progress.
+                drop(self.rekey_lock.read());
+                if self.rekey_generation.load(Ordering::Acquire) != gen {
+                    f()
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
     }
 
     /// Loads (and caches) a key. `v == 0` means the current (highest) version. A key that is not

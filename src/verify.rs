@@ -4,6 +4,7 @@
 //! purge, failed) with ids only, never plaintext.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use crate::codec::{self, be32, be64, Iid};
 use crate::envelope::{self, MetaKind, RecordHeader};
@@ -80,6 +81,7 @@ impl Vault {
 
     fn verify_keys(&self, r: &mut VerifyReport) -> Result<()> {
         let i = &self.inner;
+        let gen = i.rekey_generation.load(Ordering::Acquire);
         let mut it = i.db.raw_iterator_cf(&i.cf(cf::KEYS)?);
         it.seek_to_first();
         while it.valid() {
@@ -90,8 +92,13 @@ impl Vault {
                         what: what(),
                         error: "not a key of any known kind".into(),
                     }),
-                    Some(id) => match i.load_key_uncached(&id) {
+                    // A re-versioning pass that ran meanwhile may have replaced this key (or
+                    // its parent): load it again after the pass; gone means replaced.
+                    Some(id) => match i.rekey_retry_since(gen, || i.load_key_uncached(&id)) {
                         Ok(_) => r.keys_ok += 1,
+                        // Destroyed (shredded, re-versioned) since the listing began.
+                        Err(Error::NotFound { .. } | Error::Shredded { .. })
+                            if i.get(cf::KEYS, k)?.is_none() => {}
                         Err(e) => r.failures.push(VerifyFailure {
                             what: what(),
                             error: e.to_string(),
@@ -131,7 +138,7 @@ impl Vault {
                 }
             };
             let what = || format!("metadata {}", hex::encode(k));
-            let outcome = (|| -> Result<()> {
+            let check = |v: &[u8]| -> Result<()> {
                 let (t, c, u) = key.ok_or_else(|| Error::corrupt(what(), "bad key length"))?;
                 let kind = v
                     .get(1)
@@ -158,7 +165,21 @@ impl Vault {
                 let key = i.key(id).map_err(shredded)?;
                 envelope::open_meta(&key.cipher, v, kind, k, what)?;
                 Ok(())
-            })();
+            };
+            let mut outcome = check(v);
+            if outcome.is_err() {
+                // Changed since the listing began (sealed again by a re-versioning pass, or
+                // removed by a shred): check the record as it is now; gone, nothing to check.
+                drop(i.rekey_lock.read());
+                match i.get(cf::META, k)? {
+                    Some(now) if now.as_slice() != v => outcome = check(&now),
+                    Some(_) => {}
+                    None => {
+                        it.next();
+                        continue;
+                    }
+                }
+            }
             match outcome {
                 Ok(()) => r.meta_ok += 1,
                 Err(Error::Shredded { .. }) => r.meta_shredded += 1,
