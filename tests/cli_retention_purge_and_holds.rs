@@ -2,65 +2,11 @@
 //! legal holds. Every message of the sample is from 2011 (ubuntu) or 2018 (rust), so a one-day
 //! retention expires all of them; nothing here depends on timing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-struct Cli {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    key: PathBuf,
-}
+use std::process::Command;
 
-impl Cli {
-    /// A new vault with the bundled sample imported.
-    fn with_sample() -> Cli {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cli = Cli {
-            data: dir.path().join("data"),
-            key: dir.path().join("root.key"),
-            _dir: dir,
-        };
-        cli.ok(&["init"]);
-        let out = cli.ok(&["import", "irc", sample().to_str().expect("utf-8 path")]);
-        assert!(
-            out.contains("imported 2 files") && out.contains("2420 messages written"),
-            "{out}"
-        );
-        cli
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_chatvault"))
-            .args(args)
-            .arg("--data")
-            .arg(&self.data)
-            .arg("--key-file")
-            .arg(&self.key)
-            .env_remove("CHATVAULT_ROOT_KEY")
-            .env_remove("CHATVAULT_DATA")
-            .env_remove("CHATVAULT_KEY_FILE")
-            .env_remove("CHATVAULT_LOG")
-            .output()
-            .expect("run chatvault")
-    }
-
-    /// Runs, expects success, returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "chatvault {args:?} failed ({:?}):\n{}{}",
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).expect("utf-8 output")
-    }
-}
-
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/irc")
-}
+use common::Cli;
 
 /// `ls TENANT` line of a conversation: (visible messages, last message id).
 fn ls_counts(cli: &Cli, tenant: &str, conversation: &str) -> (u64, u64) {
@@ -147,7 +93,11 @@ fn a_one_day_retention_then_purge_empties_ubuntu_and_leaves_rust_intact() {
     let again = cli.ok(&["purge"]);
     assert!(again.contains("nothing has expired"), "{again}");
     // Importing the sample again writes nothing back.
-    let out = cli.ok(&["import", "irc", sample().to_str().expect("utf-8")]);
+    let out = cli.ok(&[
+        "import",
+        "irc",
+        common::sample_dir().to_str().expect("utf-8"),
+    ]);
     assert!(out.contains("0 messages written"), "{out}");
     assert_eq!(ls_counts(&cli, "ubuntu", "2011-11-13_02"), (0, 1220));
 }

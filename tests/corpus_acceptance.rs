@@ -56,7 +56,6 @@ fn ubuntu_dev_and_new_domains_import_and_read_back_exactly() {
 #[test]
 #[ignore = "opt-in: needs ../shared/corpus; run ./dev acceptance"]
 fn shredding_one_channel_then_purge_leaves_it_nowhere_and_the_others_exact() {
-    use std::process::Command;
     use std::sync::Arc;
 
     use chatvault::{StaticKeyProvider, Vault, VaultOptions};
@@ -64,23 +63,8 @@ fn shredding_one_channel_then_purge_leaves_it_nowhere_and_the_others_exact() {
     let corpus = corpus();
     let d = tempfile::tempdir().unwrap();
     let (data, key) = (d.path().join("data"), d.path().join("root.key"));
-    let cli = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_chatvault"))
-            .args(args)
-            .arg("--data")
-            .arg(&data)
-            .arg("--key-file")
-            .arg(&key)
-            .env_remove("CHATVAULT_ROOT_KEY")
-            .output()
-            .unwrap();
-        let out = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        (o.status.code(), out)
-    };
+    let c = common::Cli::at(&data, &key);
+    let cli = |args: &[&str]| c.out(args);
     let (code, out) = cli(&["init"]);
     assert_eq!(code, Some(0), "{out}");
     let dirs = [corpus.join("ubuntu/dev"), corpus.join("new-domains")];

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use chatvault::{
@@ -89,25 +88,8 @@ fn rotate_then_retire_and_a_stopped_rotation_keeps_the_old_version() {
     drop(v);
 
     // The CLI wraps the same calls.
-    let cli = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_chatvault"))
-            .args(args)
-            .arg("--data")
-            .arg(&data)
-            .arg("--key-file")
-            .arg(&key)
-            .env_remove("CHATVAULT_ROOT_KEY")
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        )
-    };
+    let c = common::Cli::at(&data, &key);
+    let cli = |args: &[&str]| c.out(args);
     let (code, out) = cli(&["key", "rotate-root"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(

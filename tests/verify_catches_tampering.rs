@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 
 use chatvault::{
@@ -57,22 +56,7 @@ fn world() -> (W, Vault) {
 }
 
 fn cli_verify(w: &W) -> (Option<i32>, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_chatvault"))
-        .args(["verify", "--data"])
-        .arg(&w.data)
-        .arg("--key-file")
-        .arg(&w.key)
-        .env_remove("CHATVAULT_ROOT_KEY")
-        .output()
-        .unwrap();
-    (
-        o.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    common::Cli::at(&w.data, &w.key).out(&["verify"])
 }
 
 #[test]

@@ -233,3 +233,92 @@ pub fn import_and_verify_rust_only(v: &Vault) {
     let (_, msgs, _) = import_and_verify(v, dir.path());
     assert_eq!(msgs, 1200);
 }
+
+/// The `chatvault` binary on one vault: every command gets `--data DATA --key-file KEY`, and none
+/// of the root key, data, key file or log variables of the environment.
+pub struct Cli {
+    _dir: Option<tempfile::TempDir>,
+    pub data: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Cli {
+    /// The vault at `data` with the key file `key` (neither needs to exist yet).
+    pub fn at(data: &Path, key: &Path) -> Cli {
+        Cli {
+            _dir: None,
+            data: data.to_path_buf(),
+            key: key.to_path_buf(),
+        }
+    }
+
+    /// A new vault (`chatvault init`) in a temporary directory, with the bundled IRC sample
+    /// imported (2 files, 2420 messages).
+    pub fn with_sample() -> Cli {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cli = Cli::at(&dir.path().join("data"), &dir.path().join("root.key"));
+        cli._dir = Some(dir);
+        cli.ok(&["init"]);
+        let out = cli.ok(&["import", "irc", sample_dir().to_str().expect("utf-8 path")]);
+        assert!(
+            out.contains("imported 2 files") && out.contains("2420 messages written"),
+            "{out}"
+        );
+        cli
+    }
+
+    /// Runs `chatvault ARGS`.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chatvault"))
+            .args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .arg("--key-file")
+            .arg(&self.key)
+            .env_remove("CHATVAULT_ROOT_KEY")
+            .env_remove("CHATVAULT_DATA")
+            .env_remove("CHATVAULT_KEY_FILE")
+            .env_remove("CHATVAULT_LOG")
+            .output()
+            .expect("run chatvault")
+    }
+
+    /// Runs; returns the exit code and stdout followed by stderr.
+    pub fn out(&self, args: &[&str]) -> (Option<i32>, String) {
+        let o = self.run(args);
+        (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    }
+
+    /// Runs, expects success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "chatvault {args:?} failed ({:?}):\n{}{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).expect("utf-8 output")
+    }
+
+    /// Runs, expects exit code `code`, returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "chatvault {args:?}:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stderr).expect("utf-8 stderr")
+    }
+}
