@@ -280,9 +280,11 @@ const ROOT_WRAP_VERSION: u8 = 1;
 /// Rotation ([`KeyProvider::add_version`], [`KeyProvider::retire_version`]): a provider loaded
 /// from a key file rewrites that file (a temporary file in the same directory, mode 0600,
 /// fsynced, renamed over the old one, directory fsynced), so that a crash leaves either the old
-/// or the new file; one made in memory ([`StaticKeyProvider::single`]) changes only in memory;
-/// one parsed from [`ROOT_KEY_ENV`] cannot rotate ([`ProviderError::CannotRotate`]). A key file
-/// belongs to one vault: the vault retires versions it no longer uses.
+/// or the new file; one made with [`StaticKeyProvider::ephemeral`] changes only in memory (for
+/// tests); one given its keys by the application ([`StaticKeyProvider::single`],
+/// [`StaticKeyProvider::parse`]) or parsed from [`ROOT_KEY_ENV`] cannot rotate
+/// ([`ProviderError::CannotRotate`]). A key file belongs to one vault: the vault retires versions
+/// it no longer uses.
 pub struct StaticKeyProvider {
     keys: RwLock<Vec<(u32, Cipher, SecretKey)>>,
     source: KeySource,
@@ -291,7 +293,11 @@ pub struct StaticKeyProvider {
 /// Where a [`StaticKeyProvider`]'s keys came from, and so where rotations go.
 #[derive(Debug, Clone)]
 enum KeySource {
-    Memory,
+    /// Given by the application ([`StaticKeyProvider::single`], [`StaticKeyProvider::parse`]):
+    /// chatvault cannot store a new version where the application keeps its key.
+    Fixed,
+    /// [`StaticKeyProvider::ephemeral`]: versions live in memory only.
+    Ephemeral,
     File(PathBuf),
     Env,
 }
@@ -306,13 +312,26 @@ impl fmt::Debug for StaticKeyProvider {
 }
 
 impl StaticKeyProvider {
-    /// A provider holding one root key as version 1.
+    /// A provider holding one root key, given by the application, as version 1. It cannot add
+    /// or retire versions ([`ProviderError::CannotRotate`]): a new version would be lost when the
+    /// process exits, and the vault with it. So a purge after crypto-shredding cannot protect
+    /// old copies of the data directory with it (`PurgeReport::old_copies_exposed`); use a key
+    /// file ([`StaticKeyProvider::from_file`]) or a provider that stores its versions.
     pub fn single(key: SecretKey) -> Self {
         let cipher = key.cipher();
         StaticKeyProvider {
             keys: RwLock::new(vec![(1, cipher, key)]),
-            source: KeySource::Memory,
+            source: KeySource::Fixed,
         }
+    }
+
+    /// A provider holding one root key as version 1 whose added versions live in memory only,
+    /// lost at exit: for tests and throwaway vaults, never for data that must outlive the
+    /// process (a vault re-versioned under it cannot be opened again once it is gone).
+    pub fn ephemeral(key: SecretKey) -> Self {
+        let mut p = Self::single(key);
+        p.source = KeySource::Ephemeral;
+        p
     }
 
     /// Parses key-file text (see the type's docs).
@@ -437,7 +456,7 @@ impl StaticKeyProvider {
         keys.sort_by_key(|(v, _, _)| *v);
         Ok(StaticKeyProvider {
             keys: RwLock::new(keys),
-            source: KeySource::Memory,
+            source: KeySource::Fixed,
         })
     }
 
@@ -544,7 +563,13 @@ impl StaticKeyProvider {
     /// Persists `keys` where this provider's keys came from.
     fn persist(&self, keys: &[(u32, Cipher, SecretKey)]) -> Result<(), ProviderError> {
         match &self.source {
-            KeySource::Memory => Ok(()),
+            KeySource::Ephemeral => Ok(()),
+            KeySource::Fixed => Err(ProviderError::CannotRotate(
+                "the root key was given by the application (StaticKeyProvider::single or \
+                 parse), so a new version could not be stored and would be lost at exit; use a \
+                 key file (StaticKeyProvider::from_file) or a provider that stores its versions"
+                    .into(),
+            )),
             KeySource::Env => Err(ProviderError::CannotRotate(format!(
                 "the root key came from {ROOT_KEY_ENV}, which chatvault cannot rewrite; use a \
                  key file (--key-file) so that root key versions can be added and retired"

@@ -283,3 +283,51 @@ fn an_old_copy_cannot_open_shredded_data_with_every_live_key() {
         "destroyed keys recovered from the old copy: {exposed:?}"
     );
 }
+
+/// A root key the application holds (`StaticKeyProvider::single` / `parse`) is never given a new
+/// version behind its back (the new version would be lost at exit, and the vault with it): the
+/// purge removes the records but says old copies stay exposed, and keeps the marks; the same
+/// vault opened with its key file later is re-versioned by the next purge.
+#[test]
+fn a_root_key_the_application_holds_is_never_rotated_behind_its_back() {
+    let d = tempfile::tempdir().unwrap();
+    let key_file = d.path().join("root.key");
+    let data = d.path().join("data");
+    StaticKeyProvider::create_key_file(&key_file).unwrap();
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    let fixed = || Arc::new(StaticKeyProvider::parse(&text).unwrap());
+    let v = Vault::create(&data, fixed(), VaultOptions::default()).unwrap();
+    let f = common::fixture(&v, "acme", TenantOptions::default());
+    let kept = v
+        .append(f.t, f.c, NewMessage::text(f.alice, D1, "kept"))
+        .unwrap()
+        .stored()
+        .unwrap();
+    v.append(f.t, f.c, NewMessage::text(f.bob, D1, "bob's"))
+        .unwrap()
+        .stored()
+        .unwrap();
+    v.shred(f.t, Actor::operator(), ShredScope::User(f.bob))
+        .unwrap();
+    let r = v.purge(PurgeOptions::default()).unwrap();
+    assert!(!r.complete && r.rekey.is_none(), "{r:?}");
+    assert!(
+        r.old_copies_exposed
+            .as_deref()
+            .is_some_and(|m| m.contains("given by the application")),
+        "{r:?}"
+    );
+    assert_eq!(r.key_paths_pending, 1);
+    drop(v);
+    // Still opens with the application's key: nothing was re-wrapped.
+    let v = Vault::open(&data, fixed(), VaultOptions::default()).unwrap();
+    assert_eq!(v.get(f.t, f.c, kept).unwrap().body, "kept");
+    drop(v);
+    // With the key file, the next purge re-versions the pending path.
+    let p = key_file_provider(&key_file);
+    let v = Vault::open(&data, p.clone(), VaultOptions::default()).unwrap();
+    let r = v.purge(PurgeOptions::default()).unwrap();
+    assert!(r.complete && r.rekey.is_some(), "{r:?}");
+    assert_eq!(p.versions(), vec![2]);
+    assert_eq!(v.get(f.t, f.c, kept).unwrap().body, "kept");
+}

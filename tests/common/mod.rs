@@ -9,9 +9,10 @@ use chatvault::{
     UserId, UserProfile, Vault, VaultOptions,
 };
 
-/// A fresh random root key provider.
+/// A fresh random root key provider whose added versions live in memory (purges after shreds
+/// re-version key paths; the tests that need a durable key file make one).
 pub fn provider() -> Arc<StaticKeyProvider> {
-    Arc::new(StaticKeyProvider::single(
+    Arc::new(StaticKeyProvider::ephemeral(
         SecretKey::generate().expect("OS randomness"),
     ))
 }
