@@ -59,6 +59,7 @@ pub mod import;
 mod keycheck;
 pub mod keys;
 mod model;
+mod ops;
 mod policy;
 mod rekey;
 pub mod retention;
@@ -67,6 +68,7 @@ mod vault;
 mod verify;
 
 pub use chain::{ChainBreak, ChainFault, ChainHead, ChainId, ChainReport};
+pub use checkpoint::RestoreReport;
 pub use error::{Error, Result};
 pub use keycheck::KEYCHECK_FILE;
 pub use keys::{KeyProvider, ProviderError, SecretKey, StaticKeyProvider, ROOT_KEY_ENV};
@@ -75,6 +77,7 @@ pub use model::{
     ErasurePolicy, Membership, Message, MessageId, MessageKind, NewMessage, NotStoredReason, Page,
     Revision, TenantId, TenantInfo, TenantOptions, UserId, UserInfo, UserProfile,
 };
+pub use ops::{CompactReport, KeyStats, TenantKeyStats};
 pub use policy::{ConversationPurge, PurgeOptions, PurgeReport};
 pub use rekey::RekeyReport;
 pub use retention::{
