@@ -63,7 +63,7 @@ impl Vault {
                 i.path.display()
             )));
         }
-        let target_exists = check_target(dir)?;
+        let target_exists = check_target(dir, "a checkpoint")?;
         let name = dir
             .file_name()
             .ok_or_else(|| {
@@ -174,7 +174,7 @@ impl Vault {
                 from.display()
             )));
         }
-        let target_exists = check_target(to)?;
+        let target_exists = check_target(to, "a restore")?;
         // The root key first: nothing is copied for a key that cannot open the copy.
         keycheck::open_copy(from, provider.as_ref())?;
 
@@ -301,13 +301,13 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(u64, u64)> {
 }
 
 /// Whether `dir` exists (as an empty directory). A file or a non-empty directory is refused.
-fn check_target(dir: &Path) -> Result<bool> {
+fn check_target(dir: &Path, what: &str) -> Result<bool> {
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("inspecting", dir)(e)),
         Ok(m) if !m.is_dir() => Err(Error::AlreadyExists {
             what: format!(
-                "{} (not a directory; a checkpoint needs a new or empty directory)",
+                "{} (not a directory; {what} needs a new or empty directory)",
                 dir.display()
             ),
         }),
@@ -316,8 +316,7 @@ fn check_target(dir: &Path) -> Result<bool> {
             if entries.next().is_some() {
                 return Err(Error::AlreadyExists {
                     what: format!(
-                        "a non-empty directory at {} (a checkpoint needs a new or empty \
-                         directory)",
+                        "a non-empty directory at {} ({what} needs a new or empty directory)",
                         dir.display()
                     ),
                 });
