@@ -29,9 +29,14 @@ use common::{Failure, Stdout, VaultArgs};
 
 /// chatvault: chat transcripts encrypted at rest on RocksDB.
 ///
-/// Every command works on a vault that no other process has open (RocksDB allows one process
-/// per vault). The root key comes from --key-file (or CHATVAULT_KEY_FILE) or from
+/// Every command that writes works on a vault that no other process has open (RocksDB allows
+/// one writer process per vault); the read-only ones (verify, stats, ls, read) can run beside
+/// it with --secondary DIR. The root key comes from --key-file (or CHATVAULT_KEY_FILE) or from
 /// CHATVAULT_ROOT_KEY, never both. Logs on stderr: CHATVAULT_LOG=info (or debug).
+///
+/// Exit codes: 0 done, 1 error, 2 bad usage, 3 purge incomplete, 4 refused by a legal hold
+/// (shred), 5 verification failed (verify, receipts verify), 6 the checkpoint needs a retired
+/// root key version (restore).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
