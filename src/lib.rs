@@ -22,8 +22,15 @@
 //!   log ([`Vault::verify_receipts`]); under a legal hold an erasure can be queued
 //!   ([`Vault::shred_or_queue`]) until the hold is released.
 //!
+//! - **Operator tools.** [`Vault::verify`], [`Vault::stats`] and [`Vault::key_stats`],
+//!   [`Vault::compact_scope`], root key rotation ([`Vault::rotate_root_key`]), consistent
+//!   copies ([`Vault::checkpoint`]) and [`Vault::restore`], which refuses a copy that needs a
+//!   root key version retired since; read-only secondary instances beside the writer
+//!   ([`Vault::open_secondary`]).
+//!
 //! Limits: message bodies up to [`VaultOptions::max_body_bytes`] (64 KiB by default); one writer
-//! process per vault (RocksDB's rule); no search, no replication.
+//! process per vault (RocksDB's rule; read-only secondaries beside it); no search, no
+//! replication.
 //!
 //! ```no_run
 //! use std::sync::Arc;
