@@ -134,6 +134,40 @@ pub enum Error {
         source: rocksdb::Error,
     },
 
+    /// A write was asked of a read-only secondary instance ([`crate::Vault::open_secondary`]):
+    /// it reads the vault beside the process that holds it open for writing, and never writes.
+    #[error(
+        "the vault at {path} is open here as a read-only secondary instance (beside the process \
+         that holds it open for writing), so it refused {op}: it never writes; make this call in the process that \
+         holds the vault, or stop that process and open the vault normally"
+    )]
+    ReadOnlySecondary {
+        /// Data directory of the vault.
+        path: PathBuf,
+        /// What was refused.
+        op: Op,
+    },
+
+    /// A checkpoint or backup needs a root key version that the key provider no longer holds:
+    /// a purge re-versioned key paths after the copy was made and retired that version, so that
+    /// old copies cannot open what was shredded since (DESIGN.md §7, "What this means for
+    /// backups"). Nothing was written.
+    #[error(
+        "the copy at {path} needs root key version {needed}, which the key file no longer \
+         holds (it holds {held}): a purge after this copy was taken re-versioned the keys and \
+         retired version {needed}, so that copies made before cannot open data shredded since. \
+         Restore it with the key file kept from the time of the copy, then shred again what the \
+         receipt chain (`chatvault receipts show`) says was shredded since"
+    )]
+    RootKeyVersionRetired {
+        /// The copy (checkpoint or backup directory).
+        path: PathBuf,
+        /// Root key version its keys are wrapped under.
+        needed: u32,
+        /// Versions the provider holds, as text (`3, 4`).
+        held: String,
+    },
+
     /// A file outside RocksDB (key-check file, key file) could not be read or written.
     #[error("{op} {path}: {source}")]
     Io {

@@ -130,3 +130,43 @@ pub(crate) fn open(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey> 
         Err(e) => Err(e.into()),
     }
 }
+
+/// Like [`open`], for a copy of a vault (a checkpoint or backup being restored): a root key
+/// version the provider no longer holds, older than its current one, gives
+/// [`Error::RootKeyVersionRetired`] (the copy predates a re-versioning purge) instead of
+/// [`Error::WrongRootKey`].
+pub(crate) fn open_copy(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey> {
+    let (vault_id, blob) = read(dir)?;
+    match provider.unwrap(&blob, &aad(&vault_id)) {
+        Ok(k) => Ok(k),
+        Err(ProviderError::UnknownVersion(v)) => Err(retired_or_wrong(dir, provider, v)),
+        Err(ProviderError::Authentication) => Err(Error::WrongRootKey {
+            path: dir.to_path_buf(),
+        }),
+        Err(ProviderError::Malformed(m)) => Err(Error::corrupt(
+            format!("key-check file {}", dir.join(KEYCHECK_FILE).display()),
+            m,
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The error for a copy whose keys need root key version `needed`, which `provider` lacks.
+pub(crate) fn retired_or_wrong(dir: &Path, provider: &dyn KeyProvider, needed: u32) -> Error {
+    if needed < provider.current_version() {
+        Error::RootKeyVersionRetired {
+            path: dir.to_path_buf(),
+            needed,
+            held: provider
+                .versions()
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    } else {
+        Error::WrongRootKey {
+            path: dir.to_path_buf(),
+        }
+    }
+}

@@ -22,8 +22,15 @@
 //!   log ([`Vault::verify_receipts`]); under a legal hold an erasure can be queued
 //!   ([`Vault::shred_or_queue`]) until the hold is released.
 //!
+//! - **Operator tools.** [`Vault::verify`], [`Vault::stats`] and [`Vault::key_stats`],
+//!   [`Vault::compact_scope`], root key rotation ([`Vault::rotate_root_key`]), consistent
+//!   copies ([`Vault::checkpoint`]) and [`Vault::restore`], which refuses a copy that needs a
+//!   root key version retired since; read-only secondary instances beside the writer
+//!   ([`Vault::open_secondary`]).
+//!
 //! Limits: message bodies up to [`VaultOptions::max_body_bytes`] (64 KiB by default); one writer
-//! process per vault (RocksDB's rule); no search, no replication.
+//! process per vault (RocksDB's rule; read-only secondaries beside it); no search, no
+//! replication.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -59,6 +66,7 @@ pub mod import;
 mod keycheck;
 pub mod keys;
 mod model;
+mod ops;
 mod policy;
 mod rekey;
 pub mod retention;
@@ -67,6 +75,7 @@ mod vault;
 mod verify;
 
 pub use chain::{ChainBreak, ChainFault, ChainHead, ChainId, ChainReport};
+pub use checkpoint::RestoreReport;
 pub use error::{Error, Result};
 pub use keycheck::KEYCHECK_FILE;
 pub use keys::{KeyProvider, ProviderError, SecretKey, StaticKeyProvider, ROOT_KEY_ENV};
@@ -75,6 +84,7 @@ pub use model::{
     ErasurePolicy, Membership, Message, MessageId, MessageKind, NewMessage, NotStoredReason, Page,
     Revision, TenantId, TenantInfo, TenantOptions, UserId, UserInfo, UserProfile,
 };
+pub use ops::{CompactReport, KeyStats, TenantKeyStats};
 pub use policy::{ConversationPurge, PurgeOptions, PurgeReport};
 pub use rekey::RekeyReport;
 pub use retention::{

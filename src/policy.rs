@@ -686,6 +686,7 @@ impl Vault {
     /// its own process while it serves.
     pub fn purge(&self, opts: PurgeOptions) -> Result<PurgeReport> {
         let i = &self.inner;
+        i.writable("purging")?;
         let _g = i.policy_lock.lock();
         let snap = i.retention.current();
         let now = i.opts.clock.now_ms();

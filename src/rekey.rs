@@ -124,6 +124,7 @@ impl Vault {
     /// [`Vault::rotate_root_key`] first); [`Error::KeyProvider`].
     pub fn retire_root_key(&self, version: u32) -> Result<()> {
         let i = &self.inner;
+        i.writable("retiring a root key version")?;
         let _g = i.policy_lock.lock();
         let _c = i.create_lock.lock();
         if version == i.provider.current_version() {
@@ -155,6 +156,7 @@ impl Vault {
     /// key path is marked.
     pub(crate) fn rekey_locked(&self, force_root: bool) -> Result<Option<RekeyOutcome>> {
         let i = &self.inner;
+        i.writable("re-versioning keys")?;
         let started = Instant::now();
         let dirty = self.rekey_pending()?;
         if dirty.is_empty() && !force_root {

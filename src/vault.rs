@@ -178,6 +178,9 @@ pub(crate) struct Inner {
     pub(crate) policy_lock: Mutex<()>,
     /// The shred receipt chain (its key is derived from the vault key).
     pub(crate) receipts: Chain,
+    /// `Some(dir)` for a read-only secondary instance ([`Vault::open_secondary`]), with its
+    /// own directory for RocksDB's info log: every write is refused.
+    pub(crate) secondary: Option<PathBuf>,
 }
 
 /// An open vault. Cheap to clone (an `Arc`), `Send + Sync`, safe to use from many threads.
@@ -275,7 +278,7 @@ impl Vault {
             });
         }
         let vault_key = keycheck::create(path, provider.as_ref())?;
-        Self::open_db(path, provider, vault_key, opts)
+        Self::open_db(path, provider, vault_key, opts, None)
     }
 
     /// Opens an existing vault. The root key is checked against the key-check file before
@@ -296,7 +299,82 @@ impl Vault {
                 "the key-check file exists but the RocksDB database does not",
             ));
         }
-        Self::open_db(path, provider, vault_key, opts)
+        Self::open_db(path, provider, vault_key, opts, None)
+    }
+
+    /// Opens an existing vault **read-only, beside the process that holds it open for
+    /// writing**, as a RocksDB secondary instance (`DB::OpenAsSecondary`): it takes no lock,
+    /// sees the primary's data as of the open, and sees later writes after
+    /// [`Vault::catch_up`] (RocksDB `TryCatchUpWithPrimary`: it replays the primary's MANIFEST
+    /// and WAL). `secondary_dir` holds the instance's own RocksDB info log (created if missing;
+    /// it must not lie inside the data directory; reuse it between runs). Every write call
+    /// (appends, policy changes, shreds, purge, compaction, checkpoints, key rotation) returns
+    /// [`Error::ReadOnlySecondary`]; erasures queued under released holds are left to the
+    /// primary. Reads, [`Vault::verify`] and [`Vault::stats`] work as on a normal handle.
+    ///
+    /// What it sees: shreds, policies and holds as of the open or the last
+    /// [`Vault::catch_up`]. The root key provider is the one given here: after the primary
+    /// rotates the root key (or a purge re-versions key paths), tenant KEKs are wrapped under a
+    /// version this provider may not hold; open the secondary again with the updated key file.
+    ///
+    /// Errors: as [`Vault::open`] ([`Error::WrongRootKey`], [`Error::NotFound`]);
+    /// [`Error::InvalidInput`] if `secondary_dir` lies inside the data directory;
+    /// [`Error::Storage`] if RocksDB cannot open the secondary instance.
+    pub fn open_secondary(
+        path: impl AsRef<Path>,
+        secondary_dir: impl AsRef<Path>,
+        provider: Arc<dyn KeyProvider>,
+        opts: VaultOptions,
+    ) -> Result<Vault> {
+        let path = path.as_ref();
+        let secondary_dir = secondary_dir.as_ref();
+        if keys::path_is_inside(secondary_dir, path) {
+            return Err(Error::InvalidInput(format!(
+                "the secondary instance's directory {} is inside the vault's data directory {}; \
+                 choose a directory outside it",
+                secondary_dir.display(),
+                path.display()
+            )));
+        }
+        let vault_key = keycheck::open(path, provider.as_ref())?;
+        if !path.join("CURRENT").exists() {
+            return Err(Error::corrupt(
+                format!("vault at {}", path.display()),
+                "the key-check file exists but the RocksDB database does not",
+            ));
+        }
+        std::fs::create_dir_all(secondary_dir).map_err(Error::io("creating", secondary_dir))?;
+        Self::open_db(path, provider, vault_key, opts, Some(secondary_dir))
+    }
+
+    /// Whether this handle is a read-only secondary instance ([`Vault::open_secondary`]).
+    pub fn is_secondary(&self) -> bool {
+        self.inner.secondary.is_some()
+    }
+
+    /// For a secondary instance: catches up with the primary (RocksDB
+    /// `TryCatchUpWithPrimary`), then reloads retention policies, holds and shred tombstones
+    /// and forgets every cached key and counter, so that reads answer as the primary would
+    /// now (a scope shredded since the open reads as shredded). On a normal handle it does
+    /// nothing.
+    ///
+    /// Errors: [`Error::Storage`] if RocksDB cannot read the primary's MANIFEST or WAL.
+    pub fn catch_up(&self) -> Result<()> {
+        let i = &self.inner;
+        if i.secondary.is_none() {
+            return Ok(());
+        }
+        i.db.try_catch_up_with_primary()
+            .map_err(Error::storage("catching up with the primary"))?;
+        i.cache.remove_where(|_| true);
+        i.tenants.write().clear();
+        i.convs.write().clear();
+        let next = i
+            .get(cf::META, &[codec::meta::NEXT_IID])?
+            .and_then(|v| codec::read_counter(&v))
+            .unwrap_or(1);
+        *i.next_iid.lock() = next.max(1);
+        self.load_retention()
     }
 
     fn open_db(
@@ -304,14 +382,27 @@ impl Vault {
         provider: Arc<dyn KeyProvider>,
         vault_key: SecretKey,
         opts: VaultOptions,
+        secondary: Option<&Path>,
     ) -> Result<Vault> {
         let cache = rocksdb::Cache::new_lru_cache(opts.block_cache_bytes);
         let retention = Shared::new(opts.clock.clone());
         let cfs = cf::ALL
             .iter()
             .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, &cache, &retention)));
-        let db = Db::open_cf_descriptors(&db_options(), path, cfs)
-            .map_err(Error::storage("opening the vault"))?;
+        let db = match secondary {
+            None => Db::open_cf_descriptors(&db_options(), path, cfs)
+                .map_err(Error::storage("opening the vault"))?,
+            Some(dir) => {
+                let mut o = db_options();
+                o.create_if_missing(false);
+                o.create_missing_column_families(false);
+                // A secondary instance keeps every file open (RocksDB requires
+                // max_open_files = -1 for secondaries).
+                o.set_max_open_files(-1);
+                Db::open_cf_descriptors_as_secondary(&o, path, dir, cfs)
+                    .map_err(Error::storage("opening the vault as a secondary instance"))?
+            }
+        };
         let tenant_dir_key = keys::derive_key(&[&vault_key], labels::TENANT_DIRECTORY, b"");
         let receipts = {
             let p = chain::prefix(ChainId::Receipts);
@@ -366,6 +457,7 @@ impl Vault {
             retention,
             policy_lock: Mutex::new(()),
             receipts,
+            secondary: secondary.map(Path::to_path_buf),
         };
         let next = inner
             .get(cf::META, &[codec::meta::NEXT_IID])?
@@ -376,6 +468,10 @@ impl Vault {
             inner: Arc::new(inner),
         };
         vault.load_retention()?;
+        if secondary.is_some() {
+            tracing::info!(path = %path.display(), "vault opened as a read-only secondary");
+            return Ok(vault);
+        }
         // Erasures queued under holds that are gone (the release and the erasure are one
         // WriteBatch, so this finds work only if something else removed a hold): carried out now.
         if let Err(e) = vault.run_queued_erasures() {
@@ -1245,6 +1341,7 @@ impl Vault {
     /// Flushes memtables to SST files and syncs the WAL.
     pub fn flush(&self) -> Result<()> {
         let i = &self.inner;
+        i.writable("flushing")?;
         for name in cf::ALL {
             i.db.flush_cf(&i.cf(name)?)
                 .map_err(Error::storage("flushing"))?;
@@ -1258,6 +1355,7 @@ impl Vault {
     /// the SST files.
     pub fn compact(&self) -> Result<()> {
         let i = &self.inner;
+        i.writable("compacting")?;
         self.flush()?;
         let mut co = rocksdb::CompactOptions::default();
         co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
@@ -1284,6 +1382,7 @@ impl Vault {
                 name,
                 estimated_keys: prop("rocksdb.estimate-num-keys")?,
                 sst_bytes: prop("rocksdb.total-sst-files-size")?,
+                live_data_bytes: prop("rocksdb.estimate-live-data-size")?,
                 memtable_bytes: prop("rocksdb.cur-size-all-mem-tables")?,
             });
         }
@@ -1303,8 +1402,21 @@ pub struct CfStats {
     pub estimated_keys: u64,
     /// Bytes in SST files (`rocksdb.total-sst-files-size`).
     pub sst_bytes: u64,
+    /// RocksDB's estimate of the bytes of live data in the SST files
+    /// (`rocksdb.estimate-live-data-size`): what is left once overwritten and deleted entries
+    /// are compacted away. `sst_bytes - live_data_bytes` ([`CfStats::dead_bytes`]) estimates
+    /// the dead part (old versions, tombstones, shredded and expired records not yet compacted).
+    pub live_data_bytes: u64,
     /// Bytes in memtables (`rocksdb.cur-size-all-mem-tables`).
     pub memtable_bytes: u64,
+}
+
+impl CfStats {
+    /// Estimated bytes of dead entries in the SST files: `sst_bytes - live_data_bytes`
+    /// (0 if RocksDB's live estimate exceeds the file size).
+    pub fn dead_bytes(&self) -> u64 {
+        self.sst_bytes.saturating_sub(self.live_data_bytes)
+    }
 }
 
 /// What [`Vault::stats`] returns.
@@ -1416,13 +1528,26 @@ impl Inner {
             .map_err(Error::storage("reading"))
     }
 
+    /// Refuses on a read-only secondary instance ([`Error::ReadOnlySecondary`]).
+    pub(crate) fn writable(&self, op: crate::error::Op) -> Result<()> {
+        match self.secondary {
+            None => Ok(()),
+            Some(_) => Err(Error::ReadOnlySecondary {
+                path: self.path.clone(),
+                op,
+            }),
+        }
+    }
+
     pub(crate) fn write(&self, batch: WriteBatch, op: crate::error::Op) -> Result<()> {
+        self.writable(op)?;
         self.db
             .write_opt(batch, &self.write_opts)
             .map_err(Error::storage(op))
     }
 
     pub(crate) fn write_sync(&self, batch: WriteBatch, op: crate::error::Op) -> Result<()> {
+        self.writable(op)?;
         self.db
             .write_opt(batch, &self.sync_opts)
             .map_err(Error::storage(op))

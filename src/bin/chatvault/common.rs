@@ -27,6 +27,20 @@ pub struct VaultArgs {
     pub key_file: Option<PathBuf>,
 }
 
+/// The vault arguments of a read-only command (`verify`, `stats`, `ls`, `read`), which can run
+/// beside a process that holds the vault open for writing.
+#[derive(Args, Clone, Debug)]
+pub struct ReadVaultArgs {
+    #[command(flatten)]
+    pub vault: VaultArgs,
+    /// Read beside a process that holds the vault open for writing (a serving backend), as a
+    /// RocksDB secondary instance: read-only, no lock taken, data as of the start of the
+    /// command. DIR holds the instance's own RocksDB log (created if missing; outside the data
+    /// directory; reuse it between runs). Without it the command needs the vault to itself.
+    #[arg(long, value_name = "DIR")]
+    pub secondary: Option<PathBuf>,
+}
+
 /// An error that ends the program with a given exit code and a message that is already
 /// complete (no "caused by" lines follow it).
 #[derive(Debug)]
@@ -42,6 +56,13 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+/// Print one JSON object on stdout (with a newline).
+pub fn print_json(out: &mut impl Write, v: &serde_json::Value) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
 
 /// Exit code of `purge` when expired records are still on disk.
 pub const EXIT_PURGE_INCOMPLETE: u8 = 3;
@@ -195,9 +216,37 @@ pub fn is_lock_error(e: &Error) -> bool {
     }
 }
 
+/// Opens the vault for a read-only command: as a secondary instance with `--secondary DIR`
+/// (caught up with the primary), else like [`open`], whose lock message then also suggests
+/// `--secondary`.
+pub fn open_read(args: &ReadVaultArgs, call: &str) -> anyhow::Result<Vault> {
+    let Some(dir) = &args.secondary else {
+        return open_inner(&args.vault, call, true);
+    };
+    require_vault(&args.vault.data)?;
+    let p = provider(&args.vault)?;
+    let v =
+        Vault::open_secondary(&args.vault.data, dir, p, VaultOptions::default()).map_err(|e| {
+            match e {
+                e @ Error::WrongRootKey { .. } => anyhow::Error::new(e),
+                e => anyhow::Error::new(e).context(format!(
+                    "cannot open the vault at {} as a read-only secondary instance",
+                    args.vault.data.display()
+                )),
+            }
+        })?;
+    v.catch_up()?;
+    tracing::debug!(path = %args.vault.data.display(), "vault open as a secondary instance");
+    Ok(v)
+}
+
 /// Opens the vault. `call` names the library function a backend that holds the vault would call
 /// instead of running this command (shown when another process holds the vault).
 pub fn open(args: &VaultArgs, call: &str) -> anyhow::Result<Vault> {
+    open_inner(args, call, false)
+}
+
+fn open_inner(args: &VaultArgs, call: &str, read_only: bool) -> anyhow::Result<Vault> {
     require_vault(&args.data)?;
     let p = provider(args)?;
     match Vault::open(&args.data, p, VaultOptions::default()) {
@@ -211,8 +260,15 @@ pub fn open(args: &VaultArgs, call: &str) -> anyhow::Result<Vault> {
                 "the vault at {} is held by another process, probably the backend that serves \
                  it: RocksDB lets one process at a time open a vault, and this command needs it \
                  to itself. Run it while that process is stopped, or have that process make \
-                 this call itself through the library: {call}",
-                args.data.display()
+                 this call itself through the library: {call}{}",
+                args.data.display(),
+                if read_only {
+                    ". This command only reads: it can also run beside that process with \
+                     --secondary DIR (a RocksDB secondary instance; DIR outside the data \
+                     directory)"
+                } else {
+                    ""
+                }
             ),
         }
         .into()),

@@ -2,19 +2,19 @@
 
 use std::io::Write;
 
-use crate::common::{self, plural, VaultArgs};
+use crate::common::{self, plural, ReadVaultArgs};
 
 #[derive(clap::Args)]
 pub struct LsArgs {
     #[command(flatten)]
-    vault: VaultArgs,
+    vault: ReadVaultArgs,
     /// Tenant name: list its conversations, each with the number of messages a reader can see
     /// (not expired, not deleted) and its last message id.
     tenant: Option<String>,
 }
 
 pub fn run(args: &LsArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let v = common::open(&args.vault, "Vault::tenants / Vault::conversations")?;
+    let v = common::open_read(&args.vault, "Vault::tenants / Vault::conversations")?;
     match &args.tenant {
         None => {
             for t in v.tenants()? {

@@ -4,6 +4,7 @@
 //!
 //! One file per subcommand; `common` holds what they share.
 
+mod checkpoint;
 mod common;
 mod compact;
 mod hold;
@@ -28,9 +29,14 @@ use common::{Failure, Stdout, VaultArgs};
 
 /// chatvault: chat transcripts encrypted at rest on RocksDB.
 ///
-/// Every command works on a vault that no other process has open (RocksDB allows one process
-/// per vault). The root key comes from --key-file (or CHATVAULT_KEY_FILE) or from
+/// Every command that writes works on a vault that no other process has open (RocksDB allows
+/// one writer process per vault); the read-only ones (verify, stats, ls, read) can run beside
+/// it with --secondary DIR. The root key comes from --key-file (or CHATVAULT_KEY_FILE) or from
 /// CHATVAULT_ROOT_KEY, never both. Logs on stderr: CHATVAULT_LOG=info (or debug).
+///
+/// Exit codes: 0 done, 1 error, 2 bad usage, 3 purge incomplete, 4 refused by a legal hold
+/// (shred), 5 verification failed (verify, receipts verify), 6 the checkpoint needs a retired
+/// root key version (restore).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -59,16 +65,30 @@ enum Command {
     Ls(ls::LsArgs),
     /// Print a conversation's messages, oldest first.
     Read(read::ReadArgs),
-    /// Show counts (visible messages per tenant) and storage sizes.
-    Stats {
-        #[command(flatten)]
-        vault: VaultArgs,
-    },
-    /// Flush and compact every column family down to the bottommost level.
-    Compact {
-        #[command(flatten)]
-        vault: VaultArgs,
-    },
+    /// Show counts (visible messages per tenant), keys per state, the records sealed under the
+    /// current key versions per tenant, and storage sizes per column family (live and dead
+    /// estimates). Reads only; --secondary DIR runs it beside a serving process.
+    #[command(after_help = stats::EXIT_CODES)]
+    Stats(stats::StatsArgs),
+    /// Flush and compact every column family down to the bottommost level, or with --tenant
+    /// (and --conversation) only that scope's key ranges.
+    #[command(after_help = "Exit codes: 0 done, 1 error, 2 bad usage.")]
+    Compact(compact::CompactArgs),
+    /// Write a consistent copy of the vault (a checkpoint) to a new or empty directory.
+    ///
+    /// SST files are hard-linked where possible. The copy opens with the same key file until a
+    /// purge re-versions keys (after shreds or expired days): keep the key file of its time with
+    /// it if it must stay restorable.
+    #[command(after_help = checkpoint::CHECKPOINT_EXIT_CODES)]
+    Checkpoint(checkpoint::CheckpointArgs),
+    /// Restore a checkpoint into --data (a new or empty directory), checking first that it is a
+    /// chatvault checkpoint and that it opens with the root key.
+    ///
+    /// A checkpoint taken before a purge that re-versioned keys needs a root key version the
+    /// key file no longer holds: it is refused (exit 6), so that it cannot bring back data
+    /// shredded since. A checkpoint taken after a shred keeps it shredded.
+    #[command(after_help = checkpoint::RESTORE_EXIT_CODES)]
+    Restore(checkpoint::RestoreArgs),
     /// Show or set retention policies (history on/off, retention period).
     Retention {
         #[command(subcommand)]
@@ -84,6 +104,7 @@ enum Command {
     /// Prints, per conversation, what is (or with --dry-run, would be) removed, then whether
     /// the purge is complete: verified by a scan of every data file that no removed record is
     /// left. Exit code 3 if it is not complete.
+    #[command(after_help = purge::EXIT_CODES)]
     Purge(purge::PurgeArgs),
     /// Rotate and retire root key versions.
     Key {
@@ -95,11 +116,9 @@ enum Command {
     ///
     /// Prints per conversation and per tenant how many records are fine, expired or shredded
     /// and awaiting purge, or failed, then every failure (ids only, never plaintext). Reads
-    /// only. Exit code 5 if anything failed.
-    Verify {
-        #[command(flatten)]
-        vault: VaultArgs,
-    },
+    /// only; --secondary DIR runs it beside a serving process. Exit code 5 if anything failed.
+    #[command(after_help = verify::EXIT_CODES)]
+    Verify(verify::VerifyArgs),
     /// Crypto-shred a tenant, conversation, user or day window: destroy the keys that guard it.
     ///
     /// What the keys guarded can never be read again. Requires --yes (nothing is asked
@@ -173,13 +192,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import { source } => import::run(source, &mut out)?,
         Command::Ls(args) => ls::run(&args, &mut out)?,
         Command::Read(args) => read::run(&args, &mut out)?,
-        Command::Stats { vault } => stats::run(&vault, &mut out)?,
-        Command::Compact { vault } => compact::run(&vault, &mut out)?,
+        Command::Stats(args) => stats::run(&args, &mut out)?,
+        Command::Compact(args) => compact::run(&args, &mut out)?,
+        Command::Checkpoint(args) => checkpoint::checkpoint(&args, &mut out)?,
+        Command::Restore(args) => checkpoint::restore(&args, &mut out)?,
         Command::Retention { command } => retention::run(command, &mut out)?,
         Command::Hold { command } => hold::run(command, &mut out)?,
         Command::Key { command } => key::run(command, &mut out)?,
-        Command::Verify { vault } => {
-            let r = verify::run(&vault, &mut out);
+        Command::Verify(args) => {
+            let r = verify::run(&args, &mut out);
             out.flush()?;
             r?
         }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use chatvault::{PurgeOptions, PurgeReport, Vault};
+use serde_json::json;
 
 use crate::common::{self, count, plural, Failure, VaultArgs, EXIT_PURGE_INCOMPLETE};
 
@@ -14,7 +15,22 @@ pub struct PurgeArgs {
     /// Only count what would be removed; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Print one JSON object: {"dry_run", "complete", "attempts", "remaining_records",
+    /// "files_scanned", "expired_records", "key_paths_pending", "conversations": [{"tenant",
+    /// "tenant_id", "conversation", "conversation_id", "expired_messages",
+    /// "expired_revisions", "expired_index_entries", "epoch_keys_destroyed"}], "rekey": null
+    /// or {"root_version", "retired_root_versions", "tenant_keks_rewrapped",
+    /// "tenant_keks_reversioned", "conversation_keys_reversioned", "keys_rewrapped",
+    /// "meta_resealed", "elapsed_ms"}, "old_copies_exposed", "removed_shreds"}. The exit code
+    /// is the same as without it.
+    #[arg(long)]
+    json: bool,
 }
+
+/// Shown under `chatvault purge --help`.
+pub const EXIT_CODES: &str = "Exit codes: 0 purge complete (or dry run), 1 error, 2 bad usage, \
+3 purge incomplete (an expired record is still in a data file, or the root key came from \
+CHATVAULT_ROOT_KEY and old copies stay exposed: see the message).";
 
 pub fn run(args: &PurgeArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let v = common::open(&args.vault, "Vault::purge")?;
@@ -32,7 +48,11 @@ pub fn run(args: &PurgeArgs, out: &mut impl Write) -> anyhow::Result<()> {
         files_scanned = r.files_scanned,
         "purge finished"
     );
-    print_report(&v, &r, out)?;
+    if args.json {
+        print_json(&v, &r, out)?;
+    } else {
+        print_report(&v, &r, out)?;
+    }
     if r.dry_run || r.complete {
         return Ok(());
     }
@@ -64,6 +84,42 @@ pub fn run(args: &PurgeArgs, out: &mut impl Write) -> anyhow::Result<()> {
         ),
     }
     .into())
+}
+
+fn print_json(v: &Vault, r: &PurgeReport, out: &mut impl Write) -> anyhow::Result<()> {
+    let tenants: HashMap<_, _> = v.tenants()?.into_iter().map(|t| (t.id, t.name)).collect();
+    let convs: Vec<_> = r
+        .conversations
+        .iter()
+        .map(|c| {
+            json!({
+                "tenant": tenants.get(&c.tenant),
+                "tenant_id": c.tenant.as_u64(),
+                "conversation": v.conversation(c.tenant, c.conversation).map(|i| i.external_id).ok(),
+                "conversation_id": c.conversation.as_u64(),
+                "expired_messages": c.expired_messages,
+                "expired_revisions": c.expired_revisions,
+                "expired_index_entries": c.expired_index_entries,
+                "epoch_keys_destroyed": c.epoch_keys_destroyed,
+            })
+        })
+        .collect();
+    common::print_json(
+        out,
+        &json!({
+            "dry_run": r.dry_run,
+            "complete": r.complete,
+            "attempts": r.attempts,
+            "remaining_records": r.remaining_records,
+            "files_scanned": r.files_scanned,
+            "expired_records": r.expired_records(),
+            "key_paths_pending": r.key_paths_pending,
+            "conversations": convs,
+            "rekey": r.rekey.as_ref().map(crate::key::rekey_json),
+            "old_copies_exposed": r.old_copies_exposed,
+            "removed_shreds": r.removed_shreds,
+        }),
+    )
 }
 
 fn print_report(v: &Vault, r: &PurgeReport, out: &mut impl Write) -> anyhow::Result<()> {

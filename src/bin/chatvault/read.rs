@@ -5,12 +5,12 @@ use std::io::Write;
 
 use chatvault::{Direction, Error, MessageKind};
 
-use crate::common::{self, fmt_time, VaultArgs};
+use crate::common::{self, fmt_time, ReadVaultArgs};
 
 #[derive(clap::Args)]
 pub struct ReadArgs {
     #[command(flatten)]
-    vault: VaultArgs,
+    vault: ReadVaultArgs,
     /// Tenant name.
     tenant: String,
     /// Conversation id (for IRC imports: the log file's stem, e.g. 2011-11-13_02).
@@ -27,7 +27,7 @@ pub struct ReadArgs {
 }
 
 pub fn run(args: &ReadArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let v = common::open(&args.vault, "Vault::messages")?;
+    let v = common::open_read(&args.vault, "Vault::messages")?;
     let t = common::tenant(&v, &args.tenant)?;
     let c = common::conversation(&v, t, &args.tenant, &args.conversation)?;
     let dir = if args.backward {
