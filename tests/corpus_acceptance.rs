@@ -186,3 +186,63 @@ fn shredding_one_channel_then_purge_leaves_it_nowhere_and_the_others_exact() {
     );
     assert!(checked > 20_000, "{checked}");
 }
+
+/// The operator tools issue's acceptance for root keys: on the imported corpus, `chatvault key
+/// rotate-root` then `verify` reports every tenant KEK under the new root version and every
+/// record readable, and the old version can then be retired (after which everything still reads
+/// back exactly).
+#[test]
+#[ignore = "opt-in: needs ../shared/corpus; run ./dev acceptance"]
+fn root_key_rotation_then_verify_and_retire_on_the_corpus() {
+    use std::sync::Arc;
+
+    use chatvault::{StaticKeyProvider, Vault, VaultOptions};
+
+    let corpus = corpus();
+    let d = tempfile::tempdir().unwrap();
+    let (data, key) = (d.path().join("data"), d.path().join("root.key"));
+    let cli = common::Cli::at(&data, &key);
+    cli.ok(&["init"]);
+    let dirs = [corpus.join("ubuntu/dev"), corpus.join("new-domains")];
+    for dir in &dirs {
+        cli.ok(&["import", "irc", dir.to_str().unwrap()]);
+    }
+    let out = cli.ok(&["key", "rotate-root"]);
+    println!("{out}");
+    assert!(out.contains("version 2 is current"), "{out}");
+    let stats = {
+        let p = Arc::new(StaticKeyProvider::from_file(&key).unwrap());
+        let v = Vault::open(&data, p, VaultOptions::default()).unwrap();
+        let s = v.key_stats().unwrap();
+        let r = v.verify().unwrap();
+        assert!(r.is_ok(), "{:?}", r.failures);
+        let fine: u64 = r.conversations.values().map(|c| c.ok).sum();
+        let failed: u64 = r.conversations.values().map(|c| c.failed).sum();
+        println!(
+            "verify: {fine} records ok, {failed} failed, {} keys",
+            r.keys_ok
+        );
+        assert!(fine > 25_000 && failed == 0);
+        s
+    };
+    assert_eq!(stats.root_key_version, 2);
+    assert_eq!(stats.tenant_keks_under_old_root, 0, "{stats:?}");
+    assert!(stats.tenant_keks > 0);
+    cli.ok(&["verify"]);
+    cli.ok(&["key", "retire-root", "1"]);
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(
+        !text.lines().any(|l| l.starts_with("1:")),
+        "version 1 retired"
+    );
+    cli.ok(&["verify"]);
+    // Everything reads back exactly after the retirement.
+    let p = Arc::new(StaticKeyProvider::from_file(&key).unwrap());
+    let v = Vault::open(&data, p, VaultOptions::default()).unwrap();
+    for dir in &dirs {
+        for f in chatvault::import::irc_log_files(dir).unwrap() {
+            let r = chatvault::import::import_irc_file(&v, &f, |_| true).unwrap();
+            assert!(r.completed && r.messages_written == 0, "{r:?}");
+        }
+    }
+}
