@@ -33,7 +33,7 @@
 //! let provider = Arc::new(StaticKeyProvider::from_env_or_file(Some("/etc/chatvault/root.key".as_ref()))?);
 //! let vault = Vault::create("/var/lib/chatvault", provider, VaultOptions::default())?;
 //! let t = vault.create_tenant("acme", TenantOptions::default())?;
-//! let alice = vault.create_user(t, "alice@acme", UserProfile { display_name: "Alice".into() })?;
+//! let alice = vault.create_user(t, "alice@acme", UserProfile::named("Alice"))?;
 //! let c = vault.create_conversation(t, "general", ConversationKind::Group, None, &[(alice, 0)])?;
 //! // `append` says whether the message was stored (a conversation may have history off).
 //! if let Some(id) = vault.append(t, c, NewMessage::text(alice, 1_700_000_000_000, "hello"))?.stored() {
@@ -49,11 +49,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod audit;
 pub mod chain;
 mod checkpoint;
 pub mod codec;
 pub mod envelope;
 mod error;
+mod export;
 mod fsutil;
 pub mod import;
 mod keycheck;
@@ -62,12 +64,15 @@ mod model;
 mod policy;
 mod rekey;
 pub mod retention;
+mod rights;
 pub mod shred;
 mod vault;
 mod verify;
 
+pub use audit::{AuditEntry, AuditEvent, AuditOutcome, ExportScope};
 pub use chain::{ChainBreak, ChainFault, ChainHead, ChainId, ChainReport};
 pub use error::{Error, Result};
+pub use export::{ExportOptions, ExportSummary, EXPORT_FORMAT, EXPORT_VERSION};
 pub use keycheck::KEYCHECK_FILE;
 pub use keys::{KeyProvider, ProviderError, SecretKey, StaticKeyProvider, ROOT_KEY_ENV};
 pub use model::{
@@ -81,6 +86,7 @@ pub use retention::{
     Actor, Clock, FakeClock, History, Hold, HoldScope, Policy, PolicyChange, PolicyOverride,
     Retention, SystemClock, TenantPolicy,
 };
+pub use rights::{MessageRole, SubjectAccess, SubjectConversation};
 pub use shred::{
     QueuedErasure, ReceiptEntry, ReceiptEvent, ShredOutcome, ShredReceipt, ShredScope,
 };
