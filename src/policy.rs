@@ -627,6 +627,14 @@ impl Vault {
         Ok(())
     }
 
+    /// The markers of rectified profiles whose old version awaits a purge: (key, masked bytes).
+    fn rewritten_markers(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let it = self
+            .inner
+            .prefix_iter(cf::META, &[codec::meta::REWRITTEN])?;
+        crate::vault::RawIter::new(it, "reading rectification markers").collect()
+    }
+
     fn drop_kept_revisions(&self, tr: &TenantRetention, t: Iid, c: Iid) -> Result<()> {
         let i = &self.inner;
         let prefix = KeyBuf::new().u64(t).u64(c).into_vec();
@@ -850,8 +858,16 @@ impl Vault {
             .tenants
             .values()
             .any(|tr| tr.shred != crate::retention::ShredState::default());
+        // Old versions of rectified profiles (`rights.rs`): verified gone like expired records.
+        let rewritten = self.rewritten_markers()?;
+        for (_, masked) in &rewritten {
+            needles.push(masked.iter().map(|b| b ^ 0xFF).collect());
+        }
         if opts.dry_run
-            || (report.conversations.is_empty() && !any_shred && report.key_paths_pending == 0)
+            || (report.conversations.is_empty()
+                && !any_shred
+                && report.key_paths_pending == 0
+                && rewritten.is_empty())
         {
             return Ok(report);
         }
@@ -967,6 +983,13 @@ impl Vault {
                 report.complete = false;
                 break;
             }
+        }
+        if report.complete && !rewritten.is_empty() {
+            let mut b = WriteBatch::default();
+            for (k, _) in &rewritten {
+                b.delete_cf(&i.cf(cf::META)?, k);
+            }
+            i.write_sync(b, "recording removed profile versions")?;
         }
         // Shreds whose records and keys are now gone from every file get a `Removed` receipt.
         if report.complete {

@@ -130,8 +130,8 @@ impl Vault {
 
     /// Rectification: replaces `user`'s profile with `profile` (tenant admins and operators
     /// only). The previous values are not kept: the record is overwritten in place, and the
-    /// overwritten version leaves the data files at the next compaction ([`Vault::compact`],
-    /// [`Vault::purge`]). The audit trail records who changed which field names, and when; never
+    /// overwritten version (sealed) leaves the data files at the next [`Vault::purge`], which
+    /// verifies by its raw scan that it is gone. The audit trail records who changed which field names, and when; never
     /// a value. Returns the names of the fields changed (see [`UserProfile::changed_fields`]);
     /// nothing is written when none changed.
     ///
@@ -159,6 +159,22 @@ impl Vault {
         }
         rec.profile = profile;
         let mut batch = WriteBatch::default();
+        // The old version leaves the files at the next purge, which verifies it by a raw scan.
+        let place = KeyBuf::tag(codec::meta::USER)
+            .u64(tenant.0)
+            .u64(user.0)
+            .into_vec();
+        if let Some(old) = i.get(cf::META, &place)? {
+            if let Some(needle) = old.get(6..6 + 16) {
+                let mut key = KeyBuf::tag(codec::meta::REWRITTEN)
+                    .u64(tenant.0)
+                    .u64(user.0)
+                    .into_vec();
+                key.extend_from_slice(&needle[..8]);
+                let masked: Vec<u8> = needle.iter().map(|b| b ^ 0xFF).collect();
+                batch.put_cf(&i.cf(cf::META)?, key, masked);
+            }
+        }
         i.put_user(&mut batch, tenant.0, user.0, &rec)?;
         let aud = self.stage_audit(
             &mut batch,
