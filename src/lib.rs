@@ -21,6 +21,12 @@
 //!   and the data under them becomes unreadable; each shred leaves a receipt in a MAC-chained
 //!   log ([`Vault::verify_receipts`]); under a legal hold an erasure can be queued
 //!   ([`Vault::shred_or_queue`]) until the hold is released.
+//! - **Data-subject rights.** Access ([`Vault::subject_access`], [`Vault::subject_messages`]),
+//!   rectification ([`Vault::rectify_profile`]), export as JSON Lines ([`Vault::export_user`],
+//!   [`Vault::export_conversation`], [`Vault::export_tenant`]; schema in
+//!   `docs/export-schema-v1.json`), restriction of processing ([`Vault::restrict_processing`],
+//!   [`Vault::is_restricted`]) and erasure ([`Vault::erase_user`]), each recorded in an audit
+//!   trail chained like the receipts ([`Vault::audit_entries`], [`Vault::verify_audit`]).
 //!
 //! Limits: message bodies up to [`VaultOptions::max_body_bytes`] (64 KiB by default); one writer
 //! process per vault (RocksDB's rule); no search, no replication.
