@@ -88,7 +88,10 @@ fn one_user_through_access_rectification_export_restriction_and_erasure() {
     assert!(out.contains("e-mail:        -"), "{out}");
     assert!(out.contains("processing:    not restricted"), "{out}");
     assert!(out.contains("2011-11-13_02"), "{out}");
-    assert!(out.contains("\tsent\t") && out.contains("\treceived\t"), "{out}");
+    assert!(
+        out.contains("\tsent\t") && out.contains("\treceived\t"),
+        "{out}"
+    );
 
     // Rectification.
     let out = cli.ok(&[
@@ -110,7 +113,11 @@ fn one_user_through_access_rectification_export_restriction_and_erasure() {
     // Export, to standard output (piped: no progress bar) and to a file.
     let o = cli.run(&["export", "user", t, nick]);
     assert!(o.status.success());
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let ls = jsonl(std::str::from_utf8(&o.stdout).unwrap());
     assert_eq!(ls[0]["type"], "header");
     assert_eq!(ls[1]["email"], "elgaton@new.example");
@@ -141,7 +148,13 @@ fn one_user_through_access_rectification_export_restriction_and_erasure() {
     assert!(out.contains("processing:    restricted since"), "{out}");
     let e = cli.fails(&["export", "user", t, nick, "--third-party"], 1);
     assert!(e.contains("restricted the processing"), "{e}");
-    let third = cli.ok(&["export", "conversation", t, "2011-11-13_02", "--third-party"]);
+    let third = cli.ok(&[
+        "export",
+        "conversation",
+        t,
+        "2011-11-13_02",
+        "--third-party",
+    ]);
     assert!(!third.contains("\"external_id\":\"elgaton\""));
     assert!(conv.contains("\"external_id\":\"elgaton\""));
     cli.ok(&["export", "user", t, nick]);
