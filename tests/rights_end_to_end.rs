@@ -588,3 +588,56 @@ fn audit_tampering_is_caught_edit_drop_and_cut_off_end() {
     let v = Vault::open(&path, p.clone(), Default::default()).unwrap();
     assert!(v.verify_audit(Some(&head)).unwrap().is_intact());
 }
+
+#[test]
+fn exporting_a_shredded_conversation_or_tenant_fails_as_shredded_and_is_audited() {
+    let (_d, v, _p) = common::new_vault();
+    let w = world(&v);
+    v.shred(w.t, Actor::operator(), ShredScope::Conversation(w.c))
+        .unwrap();
+    let mut out = Vec::new();
+    assert!(matches!(
+        v.export_conversation(
+            w.t,
+            Actor::operator(),
+            w.c,
+            &ExportOptions::default(),
+            &mut out
+        ),
+        Err(Error::Shredded { .. })
+    ));
+    assert!(
+        out.is_empty(),
+        "nothing written for a shredded conversation"
+    );
+    // The user's export leaves the shredded conversation out.
+    let mut out = Vec::new();
+    v.export_user(
+        w.t,
+        Actor::operator(),
+        w.alice,
+        &ExportOptions::default(),
+        &mut out,
+    )
+    .unwrap();
+    let ls = lines(&out);
+    assert!(of_type(&ls, "conversation").is_empty());
+    assert!(of_type(&ls, "message").is_empty());
+    v.shred(w.t, Actor::operator(), ShredScope::Tenant).unwrap();
+    let mut out = Vec::new();
+    assert!(matches!(
+        v.export_tenant(w.t, Actor::operator(), &ExportOptions::default(), &mut out),
+        Err(Error::Shredded { .. })
+    ));
+    let outcomes: Vec<AuditOutcome> = v
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.event, AuditEvent::Export { .. }))
+        .map(|e| e.outcome)
+        .collect();
+    let failed = AuditOutcome::Failed {
+        error: "Shredded".into(),
+    };
+    assert_eq!(outcomes, vec![failed.clone(), AuditOutcome::Done, failed]);
+}
