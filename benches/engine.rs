@@ -23,13 +23,7 @@ fn setup() -> (
     let v = Vault::create(dir.path().join("data"), p, VaultOptions::default()).unwrap();
     let t = v.create_tenant("bench", TenantOptions::default()).unwrap();
     let u = v
-        .create_user(
-            t,
-            "user",
-            UserProfile {
-                display_name: "User".into(),
-            },
-        )
+        .create_user(t, "user", UserProfile::named("User"))
         .unwrap();
     let c = v
         .create_conversation(t, "conv", ConversationKind::Group, None, &[(u, 0)])

@@ -59,9 +59,7 @@ fn build_large(engine: &str, dir: &Path, n: usize) {
                     v.create_user(
                         t,
                         &format!("user{i}"),
-                        UserProfile {
-                            display_name: format!("User {i}"),
-                        },
+                        UserProfile::named(format!("User {i}")),
                     )
                     .unwrap()
                 })

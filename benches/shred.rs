@@ -65,9 +65,7 @@ fn template(n: u64) -> Template {
     let t = v
         .create_tenant("bench", TenantOptions::default())
         .expect("tenant");
-    let profile = |s: &str| UserProfile {
-        display_name: s.into(),
-    };
+    let profile = |s: &str| UserProfile::named(s);
     let u = v
         .create_user(t, "subject", profile("Subject"))
         .expect("user");

@@ -3,8 +3,8 @@
 //! dropped, reordered or (given the last head an operator kept) cut off the end is detected, and
 //! the first broken entry named.
 //!
-//! Used for shred receipts ([`ChainId::Receipts`]); [`ChainId::Audit`] is reserved for the audit
-//! trail. Bodies are typed by the caller (postcard) and hold internal ids only, never a name or
+//! Used for shred receipts ([`ChainId::Receipts`]) and the audit trail ([`ChainId::Audit`],
+//! `audit.rs`). Bodies are typed by the caller (postcard) and hold internal ids only, never a name or
 //! an external id: the log is not sealed, only authenticated.
 //!
 //! Format (DESIGN.md §7, "Receipts (chained MACs)"):
@@ -47,7 +47,8 @@ const HEADER_LEN: usize = 1 + 8 + 8 + MAC_LEN;
 pub enum ChainId {
     /// Shred receipts (queued, carried out, removed from disk).
     Receipts = 1,
-    /// Reserved for the audit trail.
+    /// The audit trail (exports, rectifications, restrictions, erasures, shreds, policy and hold
+    /// changes).
     Audit = 2,
 }
 

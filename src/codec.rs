@@ -51,6 +51,14 @@ pub(crate) mod meta {
     /// `0x13 | tenant | seq of its `Queued` receipt` → erasure queued under a legal hold
     /// (postcard; internal ids only).
     pub const ERASURE_QUEUE: u8 = 0x13;
+    /// `0x15 | tenant | user` → sealed restriction of processing (under the user key; present
+    /// while the restriction is on).
+    pub const RESTRICTION: u8 = 0x15;
+    /// `0x16 | tenant | user | 8 B` → a user record overwritten by a rectification, awaiting the
+    /// purge that removes the old version from the files: the first 16 bytes of the old
+    /// record's nonce and ciphertext, each XOR 0xFF (so the marker never matches itself). The
+    /// purge verifies by its raw scan that those bytes are gone, then deletes the marker.
+    pub const REWRITTEN: u8 = 0x16;
     /// `0x0F` → time of the last purge (i64 BE, UTC ms).
     pub const LAST_PURGE: u8 = 0x0F;
     /// Directory sub-kind for conversations.

@@ -308,6 +308,11 @@ pub enum MetaKind {
     PolicyLog = 7,
     /// Legal hold, under the tenant KEK.
     Hold = 8,
+    /// User record with the full profile (e-mail, phone, free-form fields), under the user key.
+    /// Replaces [`MetaKind::User`] at the same place; both are read.
+    UserV2 = 9,
+    /// Restriction of processing of a user, under the user key.
+    Restriction = 10,
 }
 
 impl MetaKind {
@@ -322,6 +327,8 @@ impl MetaKind {
             6 => MetaKind::ConvPolicy,
             7 => MetaKind::PolicyLog,
             8 => MetaKind::Hold,
+            9 => MetaKind::UserV2,
+            10 => MetaKind::Restriction,
             _ => return None,
         })
     }

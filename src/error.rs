@@ -168,6 +168,30 @@ pub enum Error {
         held: String,
     },
 
+    /// Writing an export to its destination failed (disk full, closed pipe, ...). What was
+    /// written is incomplete: it has no `end` record. The failure is in the audit trail.
+    #[error(
+        "writing the export failed: {source}; the output is incomplete (no `end` record): \
+         free space or fix the destination, then run the export again"
+    )]
+    ExportWrite {
+        /// The error of the destination.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The user's processing is restricted ([`crate::Vault::restrict_processing`]): their data
+    /// is left out of third-party exports and may not be handed to extensions. The user and
+    /// tenant admins can still read it.
+    #[error(
+        "{what} has restricted the processing of their data: it may not go to a \
+         third party; lift the restriction first if the user agrees"
+    )]
+    Restricted {
+        /// Who, by internal ids.
+        what: String,
+    },
+
     /// A file outside RocksDB (key-check file, key file) could not be read or written.
     #[error("{op} {path}: {source}")]
     Io {
@@ -219,7 +243,7 @@ impl Error {
                     | rocksdb::ErrorKind::TimedOut
                     | rocksdb::ErrorKind::Incomplete
             ),
-            Error::Io { .. } => true,
+            Error::Io { .. } | Error::ExportWrite { .. } => true,
             Error::KeyProvider(e) => e.is_retryable(),
             _ => false,
         }

@@ -21,6 +21,12 @@
 //!   and the data under them becomes unreadable; each shred leaves a receipt in a MAC-chained
 //!   log ([`Vault::verify_receipts`]); under a legal hold an erasure can be queued
 //!   ([`Vault::shred_or_queue`]) until the hold is released.
+//! - **Data-subject rights.** Access ([`Vault::subject_access`], [`Vault::subject_messages`]),
+//!   rectification ([`Vault::rectify_profile`]), export as JSON Lines ([`Vault::export_user`],
+//!   [`Vault::export_conversation`], [`Vault::export_tenant`]; schema in
+//!   `docs/export-schema-v1.json`), restriction of processing ([`Vault::restrict_processing`],
+//!   [`Vault::is_restricted`]) and erasure ([`Vault::erase_user`]), each recorded in an audit
+//!   trail chained like the receipts ([`Vault::audit_entries`], [`Vault::verify_audit`]).
 //!
 //! - **Operator tools.** [`Vault::verify`], [`Vault::stats`] and [`Vault::key_stats`],
 //!   [`Vault::compact_scope`], root key rotation ([`Vault::rotate_root_key`]), consistent
@@ -40,7 +46,7 @@
 //! let provider = Arc::new(StaticKeyProvider::from_env_or_file(Some("/etc/chatvault/root.key".as_ref()))?);
 //! let vault = Vault::create("/var/lib/chatvault", provider, VaultOptions::default())?;
 //! let t = vault.create_tenant("acme", TenantOptions::default())?;
-//! let alice = vault.create_user(t, "alice@acme", UserProfile { display_name: "Alice".into() })?;
+//! let alice = vault.create_user(t, "alice@acme", UserProfile::named("Alice"))?;
 //! let c = vault.create_conversation(t, "general", ConversationKind::Group, None, &[(alice, 0)])?;
 //! // `append` says whether the message was stored (a conversation may have history off).
 //! if let Some(id) = vault.append(t, c, NewMessage::text(alice, 1_700_000_000_000, "hello"))?.stored() {
@@ -56,11 +62,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod audit;
 pub mod chain;
 mod checkpoint;
 pub mod codec;
 pub mod envelope;
 mod error;
+mod export;
 mod fsutil;
 pub mod import;
 mod keycheck;
@@ -70,13 +78,16 @@ mod ops;
 mod policy;
 mod rekey;
 pub mod retention;
+mod rights;
 pub mod shred;
 mod vault;
 mod verify;
 
+pub use audit::{AuditEntry, AuditEvent, AuditOutcome, ExportScope};
 pub use chain::{ChainBreak, ChainFault, ChainHead, ChainId, ChainReport};
 pub use checkpoint::RestoreReport;
 pub use error::{Error, Result};
+pub use export::{ExportOptions, ExportSummary, EXPORT_FORMAT, EXPORT_VERSION};
 pub use keycheck::KEYCHECK_FILE;
 pub use keys::{KeyProvider, ProviderError, SecretKey, StaticKeyProvider, ROOT_KEY_ENV};
 pub use model::{
@@ -91,6 +102,7 @@ pub use retention::{
     Actor, Clock, FakeClock, History, Hold, HoldScope, Policy, PolicyChange, PolicyOverride,
     Retention, SystemClock, TenantPolicy,
 };
+pub use rights::{MessageRole, SubjectAccess, SubjectConversation};
 pub use shred::{
     QueuedErasure, ReceiptEntry, ReceiptEvent, ShredOutcome, ShredReceipt, ShredScope,
 };

@@ -1,5 +1,7 @@
 //! The data model: handles, messages, conversations, users and the options that shape them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Handle of a tenant inside one vault (an internal id; it reveals nothing of the tenant's name).
@@ -106,11 +108,54 @@ pub struct ConversationInfo {
     pub created_at_ms: i64,
 }
 
-/// A user's profile: personal data, sealed under the user's key.
+/// A user's profile: personal data, sealed under the user's key (never in clear on disk).
+///
+/// Build one with [`UserProfile::named`] and struct update syntax, e.g.
+/// `UserProfile { email: Some("a@example.org".into()), ..UserProfile::named("Ada") }`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UserProfile {
     /// Display name.
     pub display_name: String,
+    /// E-mail address, if known.
+    pub email: Option<String>,
+    /// Telephone number, if known (free text, as the backend gives it).
+    pub phone: Option<String>,
+    /// Free-form fields, by name. The names (not the values) appear in the audit trail when a
+    /// field is rectified, so they must not hold personal data themselves.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl UserProfile {
+    /// A profile with only a display name.
+    pub fn named(display_name: impl Into<String>) -> Self {
+        UserProfile {
+            display_name: display_name.into(),
+            ..UserProfile::default()
+        }
+    }
+
+    /// The names of the fields that differ between `self` and `other`: `display_name`,
+    /// `email`, `phone`, and `fields.NAME` for each free-form field added, changed or removed.
+    pub fn changed_fields(&self, other: &UserProfile) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.display_name != other.display_name {
+            out.push("display_name".to_string());
+        }
+        if self.email != other.email {
+            out.push("email".to_string());
+        }
+        if self.phone != other.phone {
+            out.push("phone".to_string());
+        }
+        let names: std::collections::BTreeSet<&String> =
+            self.fields.keys().chain(other.fields.keys()).collect();
+        for n in names {
+            if self.fields.get(n) != other.fields.get(n) {
+                out.push(format!("fields.{n}"));
+            }
+        }
+        out
+    }
 }
 
 /// A user as returned by [`crate::Vault::user`].
@@ -303,10 +348,36 @@ pub(crate) struct MemberRecord {
     pub left_at_ms: Option<i64>,
 }
 
+/// The user record of format version 1 (meta kind `User`): a display name only. Still read;
+/// no longer written.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct UserRecordV1 {
+    pub external_id: String,
+    pub profile: UserProfileV1,
+}
+
+/// The profile inside [`UserRecordV1`].
+#[derive(Serialize, Deserialize)]
+pub(crate) struct UserProfileV1 {
+    pub display_name: String,
+}
+
+/// The user record written since profiles have e-mail, phone and free-form fields (meta kind
+/// `UserV2`, same place `0x05 | tenant | user`, same key: the user key).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct UserRecord {
     pub external_id: String,
     pub profile: UserProfile,
+}
+
+/// A restriction of processing (meta `0x15 | tenant | user`, kind `Restriction`, under the
+/// user key). Present while the restriction is on.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RestrictionRecord {
+    /// Since when, UTC ms.
+    pub since_ms: i64,
+    /// Who set it (internal user id; `None`: an operator).
+    pub by: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]

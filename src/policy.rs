@@ -8,6 +8,7 @@ use aho_corasick::AhoCorasick;
 use rocksdb::WriteBatch;
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::audit::{AuditEvent, AuditOutcome};
 use crate::codec::{self, be64, prefix_successor, Iid, KeyBuf};
 use crate::envelope::{self, MetaKind, RecordHeader, RecordKind, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
@@ -334,7 +335,17 @@ impl Vault {
         );
         let _c = self.inner.create_lock.lock();
         self.log_change(t, &actor, None, change, now, &mut batch)?;
+        let aud = self.stage_audit(
+            &mut batch,
+            &actor,
+            AuditEvent::PolicyChange {
+                tenant,
+                conversation: None,
+            },
+            AuditOutcome::Done,
+        )?;
         self.inner.write_sync(batch, "setting a tenant policy")?;
+        aud.commit();
         tracing::info!(tenant = t, ?policy, "tenant retention policy set");
         tr.policy = policy;
         self.publish(t, tr);
@@ -432,8 +443,18 @@ impl Vault {
         );
         let _c = self.inner.create_lock.lock();
         self.log_change(t, &actor, Some(conv), change, now, &mut batch)?;
+        let aud = self.stage_audit(
+            &mut batch,
+            &actor,
+            AuditEvent::PolicyChange {
+                tenant,
+                conversation: Some(conv),
+            },
+            AuditOutcome::Done,
+        )?;
         self.inner
             .write_sync(batch, "setting a conversation policy")?;
+        aud.commit();
         tracing::info!(
             tenant = t,
             conversation = conv.0,
@@ -528,7 +549,18 @@ impl Vault {
             now,
             &mut batch,
         )?;
+        let aud = self.stage_audit(
+            &mut batch,
+            &actor,
+            AuditEvent::HoldPlaced {
+                tenant,
+                hold: id,
+                scope,
+            },
+            AuditOutcome::Done,
+        )?;
         self.inner.write_sync(batch, "placing a legal hold")?;
+        aud.commit();
         tracing::info!(tenant = t, hold = id, ?scope, "legal hold placed");
         tr.holds.insert(id, rec.clone());
         self.publish(t, tr);
@@ -572,8 +604,19 @@ impl Vault {
         // Erasures queued under this hold and no other are carried out in the same batch.
         let mut app = self.inner.receipts.appender();
         let staged = self.stage_due_erasures(tenant, &mut tr, now, &mut batch, &mut app)?;
+        let aud = self.stage_audit(
+            &mut batch,
+            &actor,
+            AuditEvent::HoldReleased {
+                tenant,
+                hold,
+                carried_out: staged.iter().map(|s| s.receipt_seq()).collect(),
+            },
+            AuditOutcome::Done,
+        )?;
         self.inner.write_sync(batch, "releasing a legal hold")?;
         app.commit();
+        aud.commit();
         tracing::info!(tenant = t, hold, "legal hold released");
         self.publish(t, tr.clone());
         self.forget_staged(t, &staged);
@@ -586,6 +629,14 @@ impl Vault {
             self.drop_kept_revisions(&tr, t, c)?;
         }
         Ok(())
+    }
+
+    /// The markers of rectified profiles whose old version awaits a purge: (key, masked bytes).
+    fn rewritten_markers(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let it = self
+            .inner
+            .prefix_iter(cf::META, &[codec::meta::REWRITTEN])?;
+        crate::vault::RawIter::new(it, "reading rectification markers").collect()
     }
 
     fn drop_kept_revisions(&self, tr: &TenantRetention, t: Iid, c: Iid) -> Result<()> {
@@ -812,8 +863,16 @@ impl Vault {
             .tenants
             .values()
             .any(|tr| tr.shred != crate::retention::ShredState::default());
+        // Old versions of rectified profiles (`rights.rs`): verified gone like expired records.
+        let rewritten = self.rewritten_markers()?;
+        for (_, masked) in &rewritten {
+            needles.push(masked.iter().map(|b| b ^ 0xFF).collect());
+        }
         if opts.dry_run
-            || (report.conversations.is_empty() && !any_shred && report.key_paths_pending == 0)
+            || (report.conversations.is_empty()
+                && !any_shred
+                && report.key_paths_pending == 0
+                && rewritten.is_empty())
         {
             return Ok(report);
         }
@@ -929,6 +988,13 @@ impl Vault {
                 report.complete = false;
                 break;
             }
+        }
+        if report.complete && !rewritten.is_empty() {
+            let mut b = WriteBatch::default();
+            for (k, _) in &rewritten {
+                b.delete_cf(&i.cf(cf::META)?, k);
+            }
+            i.write_sync(b, "recording removed profile versions")?;
         }
         // Shreds whose records and keys are now gone from every file get a `Removed` receipt.
         if report.complete {

@@ -25,6 +25,7 @@ use std::collections::BTreeSet;
 use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{AuditEvent, AuditOutcome};
 use crate::chain::{self, Appender, Chain, ChainHead, ChainReport, MAC_LEN};
 use crate::codec::{self, prefix_successor, Iid, KeyBuf};
 use crate::error::{Error, Result};
@@ -230,6 +231,13 @@ fn covered(s: &ShredState, scope: ShredScope) -> bool {
         }
 }
 
+impl Staged {
+    /// The seq of the staged shred's receipt.
+    pub(crate) fn receipt_seq(&self) -> u64 {
+        self.receipt.seq
+    }
+}
+
 impl Vault {
     /// Shreds `scope` of `tenant` (admins only): destroys exactly the keys that guard it, durably
     /// (fsync) before returning, whatever the vault's durability, and appends its receipt to
@@ -238,7 +246,7 @@ impl Vault {
     /// any part of the scope (see [`Vault::shred_or_queue`]); [`Error::Shredded`] if the scope
     /// (or its tenant) is already shredded; [`Error::PermissionDenied`]; [`Error::NotFound`].
     pub fn shred(&self, tenant: TenantId, actor: Actor, scope: ShredScope) -> Result<ShredReceipt> {
-        match self.shred_inner(tenant, actor, scope, false)? {
+        match self.shred_inner(tenant, actor, scope, false, false)? {
             ShredOutcome::Shredded(r) => Ok(r),
             ShredOutcome::Queued(_) => Err(Error::LegalHold {
                 what: format!("{scope:?} of tenant {tenant}"),
@@ -258,19 +266,35 @@ impl Vault {
         actor: Actor,
         scope: ShredScope,
     ) -> Result<ShredOutcome> {
-        self.shred_inner(tenant, actor, scope, true)
+        self.shred_inner(tenant, actor, scope, true, false)
     }
 
-    fn shred_inner(
+    /// `erasure`: a user's erasure ([`Vault::erase_user`]): the user may ask for their own, and
+    /// the audit entry says `Erasure`.
+    pub(crate) fn shred_inner(
         &self,
         tenant: TenantId,
         actor: Actor,
         scope: ShredScope,
         queue: bool,
+        erasure: bool,
     ) -> Result<ShredOutcome> {
         let i = &self.inner;
         let t = tenant.0;
-        if !actor.is_admin() {
+        let own = erasure && matches!(scope, ShredScope::User(u) if actor.user == Some(u));
+        let audit_event = |receipt: u64| match scope {
+            ShredScope::User(user) if erasure => AuditEvent::Erasure {
+                tenant,
+                user,
+                receipt,
+            },
+            _ => AuditEvent::Shred {
+                tenant,
+                scope,
+                receipt,
+            },
+        };
+        if !actor.is_admin() && !own {
             return Err(Error::PermissionDenied(
                 "only a tenant admin may shred".into(),
             ));
@@ -308,8 +332,11 @@ impl Vault {
                 held_by,
             };
             batch.put_cf(&meta, queue_key(t, q.seq), enc(&q, "a queued erasure")?);
+            let aud =
+                self.stage_audit(&mut batch, &actor, audit_event(q.seq), AuditOutcome::Queued)?;
             i.write_sync(batch, "queueing an erasure")?;
             app.commit();
+            aud.commit();
             tracing::info!(
                 tenant = t,
                 ?scope,
@@ -329,9 +356,16 @@ impl Vault {
             &mut batch,
             &mut app,
         )?;
+        let aud = self.stage_audit(
+            &mut batch,
+            &actor,
+            audit_event(staged.receipt.seq),
+            AuditOutcome::Done,
+        )?;
         // Durable before the call returns, whatever the vault's default durability.
         i.write_sync(batch, "shredding")?;
         app.commit();
+        aud.commit();
         self.publish_retention(t, tr);
         let receipt = staged.receipt.clone();
         self.forget_staged(t, &[staged]);
@@ -448,6 +482,13 @@ impl Vault {
                 batch.delete_cf(
                     &meta,
                     KeyBuf::tag(codec::meta::USER).u64(t).u64(u.0).into_vec(),
+                );
+                batch.delete_cf(
+                    &meta,
+                    KeyBuf::tag(codec::meta::RESTRICTION)
+                        .u64(t)
+                        .u64(u.0)
+                        .into_vec(),
                 );
                 let p = KeyBuf::tag(codec::meta::USER_CONV)
                     .u64(t)

@@ -181,6 +181,39 @@ pub(crate) struct Inner {
     /// `Some(dir)` for a read-only secondary instance ([`Vault::open_secondary`]), with its
     /// own directory for RocksDB's info log: every write is refused.
     pub(crate) secondary: Option<PathBuf>,
+    /// The audit trail (chain id 2; `audit.rs`). Always locked after `receipts` when both are.
+    pub(crate) audit: Chain,
+}
+
+/// A chain of the vault, its tip read from its last stored entry.
+fn load_chain(db: &Db, path: &Path, id: ChainId, vault_key: &SecretKey) -> Result<Chain> {
+    let p = chain::prefix(id);
+    let mut ro = ReadOptions::default();
+    ro.set_iterate_lower_bound(p.clone());
+    if let Some(up) = prefix_successor(&p) {
+        ro.set_iterate_upper_bound(up);
+    }
+    let meta = db.cf_handle(cf::META).ok_or_else(|| {
+        Error::corrupt(
+            format!("vault at {}", path.display()),
+            "column family meta is missing",
+        )
+    })?;
+    let mut it = db.raw_iterator_cf_opt(&meta, ro);
+    it.seek_to_last();
+    let last = match (it.key(), it.value()) {
+        (Some(k), Some(v)) => Some((k.to_vec(), v.to_vec())),
+        _ => {
+            it.status()
+                .map_err(Error::storage("reading a MAC-chained log"))?;
+            None
+        }
+    };
+    Ok(Chain::new(
+        id,
+        vault_key,
+        last.as_ref().map(|(k, v)| (k.as_slice(), v.as_slice())),
+    ))
 }
 
 /// An open vault. Cheap to clone (an `Arc`), `Send + Sync`, safe to use from many threads.
@@ -404,35 +437,8 @@ impl Vault {
             }
         };
         let tenant_dir_key = keys::derive_key(&[&vault_key], labels::TENANT_DIRECTORY, b"");
-        let receipts = {
-            let p = chain::prefix(ChainId::Receipts);
-            let mut ro = ReadOptions::default();
-            ro.set_iterate_lower_bound(p.clone());
-            if let Some(up) = prefix_successor(&p) {
-                ro.set_iterate_upper_bound(up);
-            }
-            let meta = db.cf_handle(cf::META).ok_or_else(|| {
-                Error::corrupt(
-                    format!("vault at {}", path.display()),
-                    "column family meta is missing",
-                )
-            })?;
-            let mut it = db.raw_iterator_cf_opt(&meta, ro);
-            it.seek_to_last();
-            let last = match (it.key(), it.value()) {
-                (Some(k), Some(v)) => Some((k.to_vec(), v.to_vec())),
-                _ => {
-                    it.status()
-                        .map_err(Error::storage("reading the receipt chain"))?;
-                    None
-                }
-            };
-            Chain::new(
-                ChainId::Receipts,
-                &vault_key,
-                last.as_ref().map(|(k, v)| (k.as_slice(), v.as_slice())),
-            )
-        };
+        let receipts = load_chain(&db, path, ChainId::Receipts, &vault_key)?;
+        let audit = load_chain(&db, path, ChainId::Audit, &vault_key)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(opts.durability == Durability::Sync);
         let mut sync_opts = WriteOptions::default();
@@ -458,6 +464,7 @@ impl Vault {
             policy_lock: Mutex::new(()),
             receipts,
             secondary: secondary.map(Path::to_path_buf),
+            audit,
         };
         let next = inner
             .get(cf::META, &[codec::meta::NEXT_IID])?
@@ -625,7 +632,7 @@ impl Vault {
         let mplace = KeyBuf::tag(codec::meta::USER).u64(ts.iid).u64(u).into_vec();
         let sealed = envelope::seal_meta(
             &ukey.cipher,
-            MetaKind::User,
+            MetaKind::UserV2,
             ukey.version,
             &mplace,
             &to_postcard(&rec)?,
@@ -655,33 +662,7 @@ impl Vault {
 
     /// A user's external id and profile. Errors: [`Error::NotFound`], [`Error::Shredded`].
     pub fn user(&self, tenant: TenantId, user: UserId) -> Result<UserInfo> {
-        let i = &self.inner;
-        i.tenant_state(tenant.0)?;
-        if i.retention
-            .current()
-            .tenant(tenant.0)
-            .is_some_and(|tr| tr.shred.users.contains(&user.0))
-        {
-            return Err(Error::Shredded {
-                what: format!("user {user} of tenant {tenant}"),
-            });
-        }
-        let place = KeyBuf::tag(codec::meta::USER)
-            .u64(tenant.0)
-            .u64(user.0)
-            .into_vec();
-        let what = || format!("user {user} of tenant {tenant}");
-        let v = i
-            .get(cf::META, &place)?
-            .ok_or_else(|| Error::NotFound { what: what() })?;
-        let kv = envelope::meta_key_version(&v, MetaKind::User, what)?;
-        let ukey = i.key(KeyId::User {
-            t: tenant.0,
-            u: user.0,
-            v: kv,
-        })?;
-        let pt = envelope::open_meta(&ukey.cipher, &v, MetaKind::User, &place, what)?;
-        let rec: UserRecord = from_postcard(&pt, what)?;
+        let rec = self.inner.read_user(tenant.0, user.0)?;
         Ok(UserInfo {
             id: user,
             external_id: rec.external_id,
@@ -1513,6 +1494,64 @@ impl Iterator for RawIter<'_> {
 }
 
 impl Inner {
+    /// Reads and opens a user record (either layout: `User` of format 1, or `UserV2`).
+    pub(crate) fn read_user(&self, t: Iid, u: Iid) -> Result<UserRecord> {
+        self.tenant_state(t)?;
+        let (tenant, user) = (TenantId(t), UserId(u));
+        if self
+            .retention
+            .current()
+            .tenant(t)
+            .is_some_and(|tr| tr.shred.users.contains(&u))
+        {
+            return Err(Error::Shredded {
+                what: format!("user {user} of tenant {tenant}"),
+            });
+        }
+        let place = KeyBuf::tag(codec::meta::USER).u64(t).u64(u).into_vec();
+        let what = || format!("user {user} of tenant {tenant}");
+        let v = self
+            .get(cf::META, &place)?
+            .ok_or_else(|| Error::NotFound { what: what() })?;
+        let kind = match v.get(1).copied() {
+            Some(b) if b == MetaKind::User as u8 => MetaKind::User,
+            _ => MetaKind::UserV2,
+        };
+        let kv = envelope::meta_key_version(&v, kind, what)?;
+        let ukey = self.key(KeyId::User { t, u, v: kv })?;
+        let pt = envelope::open_meta(&ukey.cipher, &v, kind, &place, what)?;
+        if kind == MetaKind::User {
+            let old: UserRecordV1 = from_postcard(&pt, what)?;
+            return Ok(UserRecord {
+                external_id: old.external_id,
+                profile: UserProfile::named(old.profile.display_name),
+            });
+        }
+        from_postcard(&pt, what)
+    }
+
+    /// Seals `rec` as user `u`'s record (layout `UserV2`) under their current user key and puts
+    /// it in `batch`.
+    pub(crate) fn put_user(
+        &self,
+        batch: &mut WriteBatch,
+        t: Iid,
+        u: Iid,
+        rec: &UserRecord,
+    ) -> Result<()> {
+        let ukey = self.user_key(t, u, 0)?;
+        let place = KeyBuf::tag(codec::meta::USER).u64(t).u64(u).into_vec();
+        let sealed = envelope::seal_meta(
+            &ukey.cipher,
+            MetaKind::UserV2,
+            ukey.version,
+            &place,
+            &to_postcard(rec)?,
+        )?;
+        batch.put_cf(&self.cf(cf::META)?, place, sealed);
+        Ok(())
+    }
+
     pub(crate) fn cf(&self, name: &'static str) -> Result<Arc<BoundColumnFamily<'_>>> {
         self.db.cf_handle(name).ok_or_else(|| {
             Error::corrupt(
@@ -2249,11 +2288,14 @@ fn not_found_is_shredded(e: Error) -> Error {
     }
 }
 
-fn to_postcard<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+pub(crate) fn to_postcard<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(v).map_err(|e| Error::InvalidInput(format!("cannot encode record: {e}")))
 }
 
-fn from_postcard<T: serde::de::DeserializeOwned>(b: &[u8], what: impl Fn() -> String) -> Result<T> {
+pub(crate) fn from_postcard<T: serde::de::DeserializeOwned>(
+    b: &[u8],
+    what: impl Fn() -> String,
+) -> Result<T> {
     postcard::from_bytes(b).map_err(|e| Error::corrupt(what(), format!("payload: {e}")))
 }
 

@@ -131,7 +131,9 @@ impl Vault {
                 codec::meta::CONVERSATION | codec::meta::MEMBER => {
                     id8(1).zip(id8(9)).map(|(t, c)| (t, Some(c), None))
                 }
-                codec::meta::USER => id8(1).zip(id8(9)).map(|(t, u)| (t, None, Some(u))),
+                codec::meta::USER | codec::meta::RESTRICTION => {
+                    id8(1).zip(id8(9)).map(|(t, u)| (t, None, Some(u)))
+                }
                 _ => {
                     it.next();
                     continue;

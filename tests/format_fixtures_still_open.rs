@@ -41,23 +41,9 @@ fn write(data: &Path) {
             )
             .unwrap();
         let a = v
-            .create_user(
-                t,
-                "ada",
-                UserProfile {
-                    display_name: "Ada Lovelace".into(),
-                },
-            )
+            .create_user(t, "ada", UserProfile::named("Ada Lovelace"))
             .unwrap();
-        let b = v
-            .create_user(
-                t,
-                "bob",
-                UserProfile {
-                    display_name: "Bob".into(),
-                },
-            )
-            .unwrap();
+        let b = v.create_user(t, "bob", UserProfile::named("Bob")).unwrap();
         let c = v
             .create_conversation(
                 t,

@@ -171,9 +171,7 @@ fn new_world(rng: &mut StdRng) -> World {
         let users: Vec<(UserId, String)> = (0..USERS)
             .map(|ui| {
                 let n = format!("user-{ti}-{ui}@example.org");
-                let profile = UserProfile {
-                    display_name: format!("User {ti}.{ui}"),
-                };
+                let profile = UserProfile::named(format!("User {ti}.{ui}"));
                 (v.create_user(t, &n, profile).unwrap(), n)
             })
             .collect();

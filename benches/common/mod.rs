@@ -220,9 +220,7 @@ impl Chatvault {
                     .create_user(
                         t,
                         &format!("user{i}"),
-                        UserProfile {
-                            display_name: format!("User {i}"),
-                        },
+                        UserProfile::named(format!("User {i}")),
                     )
                     .unwrap()
             })

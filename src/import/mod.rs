@@ -456,13 +456,7 @@ fn user_for(
         Ok(u) => Ok(u),
         Err(Error::NotFound { .. }) => {
             report.users_created += 1;
-            vault.create_user(
-                tenant,
-                nick,
-                UserProfile {
-                    display_name: nick.to_string(),
-                },
-            )
+            vault.create_user(tenant, nick, UserProfile::named(nick.to_string()))
         }
         Err(e) => Err(e),
     }

@@ -37,22 +37,10 @@ pub struct Fixture {
 pub fn fixture(v: &Vault, tenant: &str, opts: TenantOptions) -> Fixture {
     let t = v.create_tenant(tenant, opts).expect("tenant");
     let alice = v
-        .create_user(
-            t,
-            "alice@example.org",
-            UserProfile {
-                display_name: "Alice Example".into(),
-            },
-        )
+        .create_user(t, "alice@example.org", UserProfile::named("Alice Example"))
         .expect("alice");
     let bob = v
-        .create_user(
-            t,
-            "bob@example.org",
-            UserProfile {
-                display_name: "Bob Example".into(),
-            },
-        )
+        .create_user(t, "bob@example.org", UserProfile::named("Bob Example"))
         .expect("bob");
     let c = v
         .create_conversation(

@@ -4,9 +4,11 @@
 //!
 //! One file per subcommand; `common` holds what they share.
 
+mod audit;
 mod checkpoint;
 mod common;
 mod compact;
+mod export;
 mod hold;
 mod import;
 mod init;
@@ -18,6 +20,7 @@ mod receipts;
 mod retention;
 mod shred;
 mod stats;
+mod user;
 mod verify;
 
 use std::io::{self, IsTerminal, Write};
@@ -143,6 +146,28 @@ enum Command {
         #[command(subcommand)]
         command: receipts::ReceiptsCommand,
     },
+    /// Data-subject rights of one user: access, rectification, restriction of processing,
+    /// erasure (export is `chatvault export user`).
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
+    /// Export a user, a conversation or a tenant as JSON Lines (format chatvault-export v1,
+    /// docs/export-schema-v1.json), to standard output or --out FILE. A progress bar shows on a
+    /// terminal, none when the output is piped.
+    Export {
+        #[command(subcommand)]
+        command: export::ExportCommand,
+    },
+    /// Show or verify the audit trail (MAC-chained, append-only, like the receipts): exports,
+    /// rectifications, restrictions, erasures, shreds, policy and hold changes.
+    ///
+    /// Exit codes of `verify`: 0 intact, 1 error, 2 bad usage, 5 broken (the first broken
+    /// entry is named).
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -206,6 +231,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Shred { scope } => shred::run(scope, &mut out)?,
         Command::Receipts { command } => receipts::run(command, &mut out)?,
+        Command::User { command } => user::run(command, &mut out)?,
+        Command::Export { command } => export::run(command, &mut out)?,
+        Command::Audit { command } => audit::run(command, &mut out)?,
         Command::Purge(args) => {
             // Print the report even when the purge is incomplete (an error follows it).
             let r = purge::run(&args, &mut out);

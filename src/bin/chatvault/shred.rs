@@ -193,7 +193,7 @@ pub fn run(cmd: ShredCommand, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_shredded(
+pub(crate) fn print_shredded(
     out: &mut impl Write,
     what: &str,
     r: &ShredReceipt,
@@ -219,7 +219,7 @@ fn print_shredded(
     Ok(())
 }
 
-fn print_queued(
+pub(crate) fn print_queued(
     out: &mut impl Write,
     tenant: &str,
     what: &str,
@@ -249,7 +249,7 @@ fn print_queued(
     Ok(())
 }
 
-fn shredded_json(r: &ShredReceipt, head: &str) -> String {
+pub(crate) fn shredded_json(r: &ShredReceipt, head: &str) -> String {
     format!(
         r#"{{"outcome":"shredded","seq":{},"tenant":{},"scope":{},"at_ms":{},"at":{},"key_ranges":{},"queued":{},"head":{}}}"#,
         r.seq,
@@ -265,7 +265,7 @@ fn shredded_json(r: &ShredReceipt, head: &str) -> String {
     )
 }
 
-fn queued_json(q: &QueuedErasure, head: &str) -> String {
+pub(crate) fn queued_json(q: &QueuedErasure, head: &str) -> String {
     let held: Vec<String> = q.held_by.iter().map(|h| h.to_string()).collect();
     format!(
         r#"{{"outcome":"queued","seq":{},"tenant":{},"scope":{},"at_ms":{},"at":{},"held_by":[{}],"head":{}}}"#,

@@ -1,0 +1,321 @@
+//! `chatvault audit show|verify`: the audit trail (`Vault::audit_entries`,
+//! `Vault::verify_audit`), chained and verified like the receipts.
+
+use std::io::Write;
+
+use chatvault::{AuditEntry, AuditEvent, AuditOutcome, ChainHead, ExportScope, HoldScope};
+use serde_json::{json, Value};
+
+use crate::common::{
+    self, count, fmt_time, scope_json, shred_scope_text, Failure, VaultArgs, EXIT_CHAIN_BROKEN,
+};
+
+#[derive(clap::Subcommand)]
+pub enum AuditCommand {
+    /// List every audit entry, oldest first (internal ids and field names only, never values),
+    /// and the chain head.
+    Show(ShowArgs),
+    /// Check the audit trail: every MAC, every link, no gap; with --head, also that no entry
+    /// was cut off the end since that head was printed.
+    ///
+    /// Prints the head to keep. Exit codes: 0 intact, 1 error, 2 bad usage, 5 the trail is
+    /// broken (the first broken entry is named: edited, dropped, reordered, or cut off the end).
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// One JSON object: {"entries": [...], "head": "SEQ:HEX" or null}.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// The head kept from an earlier `audit verify` (SEQ:HEX): detects entries cut off the end
+    /// since then.
+    #[arg(long, value_name = "SEQ:HEX", value_parser = parse_head)]
+    head: Option<ChainHead>,
+}
+
+fn parse_head(s: &str) -> Result<ChainHead, String> {
+    s.parse::<ChainHead>().map_err(|e| e.to_string())
+}
+
+pub fn run(cmd: AuditCommand, out: &mut impl Write) -> anyhow::Result<()> {
+    match cmd {
+        AuditCommand::Show(a) => show(&a, out),
+        AuditCommand::Verify(a) => verify(&a, out),
+    }
+}
+
+fn show(a: &ShowArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let v = common::open(&a.vault, "Vault::audit_entries")?;
+    let entries = v.audit_entries()?;
+    let head = v.audit_head();
+    if a.json {
+        let doc = json!({
+            "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+            "head": head.map(|h| h.to_string()),
+        });
+        writeln!(out, "{doc}")?;
+        return Ok(());
+    }
+    if entries.is_empty() {
+        writeln!(out, "the audit trail is empty")?;
+        return Ok(());
+    }
+    writeln!(out, "seq\ttime\tactor\tevent\toutcome")?;
+    for e in &entries {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}",
+            e.seq,
+            fmt_time(e.at_ms),
+            actor_text(e),
+            event_text(&e.event),
+            outcome_text(&e.outcome)
+        )?;
+    }
+    if let Some(h) = head {
+        writeln!(out, "head: {h}")?;
+    }
+    Ok(())
+}
+
+fn verify(a: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let v = common::open(&a.vault, "Vault::verify_audit")?;
+    let r = v.verify_audit(a.head.as_ref())?;
+    if let Some(b) = &r.broken {
+        tracing::warn!(seq = b.seq, fault = %b.fault, "audit trail broken");
+        return Err(Failure {
+            code: EXIT_CHAIN_BROKEN,
+            message: format!(
+                "audit trail broken at {b}. It was altered by someone who could write the data \
+                 directory ({} before it verified); restore it from a backup and investigate",
+                count(r.entries, "entry", "entries")
+            ),
+        }
+        .into());
+    }
+    match r.head {
+        None => writeln!(out, "audit trail intact: empty")?,
+        Some(h) => {
+            writeln!(
+                out,
+                "audit trail intact: {}, every MAC and link checked{}",
+                count(r.entries, "entry", "entries"),
+                match &a.head {
+                    Some(k) => format!("; the kept head {} is in place", k.seq),
+                    None => String::new(),
+                }
+            )?;
+            writeln!(out, "head: {h}")?;
+            writeln!(
+                out,
+                "keep the head: `chatvault audit verify --head {h}` detects entries cut off the \
+                 end later"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn actor_text(e: &AuditEntry) -> String {
+    match (e.actor, e.as_admin) {
+        (None, _) => "operator".into(),
+        (Some(u), true) => format!("user {u} (admin)"),
+        (Some(u), false) => format!("user {u}"),
+    }
+}
+
+fn outcome_text(o: &AuditOutcome) -> String {
+    match o {
+        AuditOutcome::Done => "done".into(),
+        AuditOutcome::Queued => "queued".into(),
+        AuditOutcome::Failed { error } => format!("failed ({error})"),
+    }
+}
+
+fn export_scope_text(s: &ExportScope) -> String {
+    match s {
+        ExportScope::User(u) => format!("user {u}"),
+        ExportScope::Conversation(c) => format!("conversation {c}"),
+        ExportScope::Tenant => "the tenant".into(),
+    }
+}
+
+fn hold_scope_text(s: &HoldScope) -> String {
+    match s {
+        HoldScope::Tenant => "the tenant".into(),
+        HoldScope::Conversation(c) => format!("conversation {c}"),
+        HoldScope::Custodian(u) => format!("custodian {u}"),
+    }
+}
+
+fn event_text(e: &AuditEvent) -> String {
+    match e {
+        AuditEvent::Export {
+            tenant,
+            scope,
+            third_party,
+            records,
+        } => format!(
+            "export of {} of tenant {tenant}{}: {}",
+            export_scope_text(scope),
+            if *third_party { " (third party)" } else { "" },
+            count(*records, "record", "records")
+        ),
+        AuditEvent::Rectification {
+            tenant,
+            user,
+            fields,
+        } => format!(
+            "rectified {} of user {user} of tenant {tenant}",
+            fields.join(", ")
+        ),
+        AuditEvent::Restriction { tenant, user, on } => format!(
+            "{} processing of user {user} of tenant {tenant}",
+            if *on {
+                "restricted"
+            } else {
+                "lifted the restriction of"
+            }
+        ),
+        AuditEvent::Erasure {
+            tenant,
+            user,
+            receipt,
+        } => format!("erasure of user {user} of tenant {tenant} (receipt {receipt})"),
+        AuditEvent::Shred {
+            tenant,
+            scope,
+            receipt,
+        } => format!(
+            "shred of {} (receipt {receipt})",
+            shred_scope_text(*tenant, scope)
+        ),
+        AuditEvent::PolicyChange {
+            tenant,
+            conversation,
+        } => match conversation {
+            Some(c) => format!("retention policy of conversation {c} of tenant {tenant}"),
+            None => format!("default retention policy of tenant {tenant}"),
+        },
+        AuditEvent::HoldPlaced {
+            tenant,
+            hold,
+            scope,
+        } => format!(
+            "legal hold {hold} placed on {} of tenant {tenant}",
+            hold_scope_text(scope)
+        ),
+        AuditEvent::HoldReleased {
+            tenant,
+            hold,
+            carried_out,
+        } => format!(
+            "legal hold {hold} of tenant {tenant} released{}",
+            if carried_out.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; queued erasures carried out: receipts {}",
+                    carried_out
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ),
+    }
+}
+
+fn entry_json(e: &AuditEntry) -> Value {
+    let event = match &e.event {
+        AuditEvent::Export {
+            tenant,
+            scope,
+            third_party,
+            records,
+        } => {
+            let (kind, id) = match scope {
+                ExportScope::User(u) => ("user", Some(u.as_u64())),
+                ExportScope::Conversation(c) => ("conversation", Some(c.as_u64())),
+                ExportScope::Tenant => ("tenant", None),
+            };
+            json!({"event": "export", "tenant": tenant.as_u64(),
+                   "scope": {"kind": kind, "id": id}, "third_party": third_party,
+                   "records": records})
+        }
+        AuditEvent::Rectification {
+            tenant,
+            user,
+            fields,
+        } => json!({"event": "rectification", "tenant": tenant.as_u64(),
+                    "user": user.as_u64(), "fields": fields}),
+        AuditEvent::Restriction { tenant, user, on } => {
+            json!({"event": "restriction", "tenant": tenant.as_u64(), "user": user.as_u64(),
+                   "on": on})
+        }
+        AuditEvent::Erasure {
+            tenant,
+            user,
+            receipt,
+        } => json!({"event": "erasure", "tenant": tenant.as_u64(), "user": user.as_u64(),
+                    "receipt": receipt}),
+        AuditEvent::Shred {
+            tenant,
+            scope,
+            receipt,
+        } => {
+            let scope: Value = serde_json::from_str(&scope_json(scope)).unwrap_or(Value::Null);
+            json!({"event": "shred", "tenant": tenant.as_u64(), "scope": scope,
+                   "receipt": receipt})
+        }
+        AuditEvent::PolicyChange {
+            tenant,
+            conversation,
+        } => json!({"event": "policy_change", "tenant": tenant.as_u64(),
+                    "conversation": conversation.map(|c| c.as_u64())}),
+        AuditEvent::HoldPlaced {
+            tenant,
+            hold,
+            scope,
+        } => {
+            let scope = match scope {
+                HoldScope::Tenant => json!({"kind": "tenant"}),
+                HoldScope::Conversation(c) => json!({"kind": "conversation", "id": c.as_u64()}),
+                HoldScope::Custodian(u) => json!({"kind": "custodian", "id": u.as_u64()}),
+            };
+            json!({"event": "hold_placed", "tenant": tenant.as_u64(), "hold": hold,
+                   "scope": scope})
+        }
+        AuditEvent::HoldReleased {
+            tenant,
+            hold,
+            carried_out,
+        } => json!({"event": "hold_released", "tenant": tenant.as_u64(), "hold": hold,
+                    "carried_out": carried_out}),
+    };
+    let outcome = match &e.outcome {
+        AuditOutcome::Done => json!({"status": "done"}),
+        AuditOutcome::Queued => json!({"status": "queued"}),
+        AuditOutcome::Failed { error } => json!({"status": "failed", "error": error}),
+    };
+    json!({
+        "seq": e.seq,
+        "at_ms": e.at_ms,
+        "at": fmt_time(e.at_ms),
+        "actor": e.actor.map(|u| u.as_u64()),
+        "as_admin": e.as_admin,
+        "what": event,
+        "outcome": outcome,
+        "mac": hex::encode(e.mac),
+    })
+}

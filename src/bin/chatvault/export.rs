@@ -1,0 +1,214 @@
+//! `chatvault export user|conversation|tenant`: JSON Lines exports (`Vault::export_user`,
+//! `Vault::export_conversation`, `Vault::export_tenant`), with a progress bar on a terminal.
+
+use std::fs::OpenOptions;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::bail;
+use chatvault::{Actor, Error, ExportOptions, ExportSummary};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::common::{self, plural, VaultArgs};
+
+const AFTER: &str = "The format (chatvault-export version 1, JSON Lines) is described in \
+docs/export-schema-v1.json. Exports hold personal data in clear: keep the file safe. \
+Exit codes: 0 written, 1 error (the output then has no `end` record), 2 bad usage.";
+
+#[derive(clap::Subcommand)]
+pub enum ExportCommand {
+    /// Everything held about one user: profile, restriction state, conversations, the messages
+    /// they wrote and those they received while a member.
+    #[command(after_help = AFTER)]
+    User {
+        #[command(flatten)]
+        opts: ExportOpts,
+        /// Tenant name.
+        tenant: String,
+        /// User id (for IRC imports: the nick as written in the log).
+        user: String,
+    },
+    /// One conversation: its members' profiles, its record and its messages.
+    #[command(after_help = AFTER)]
+    Conversation {
+        #[command(flatten)]
+        opts: ExportOpts,
+        /// Tenant name.
+        tenant: String,
+        /// Conversation id.
+        conversation: String,
+    },
+    /// A whole tenant: users, conversations and messages.
+    #[command(after_help = AFTER)]
+    Tenant {
+        #[command(flatten)]
+        opts: ExportOpts,
+        /// Tenant name.
+        tenant: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct ExportOpts {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// Write to this file (created with mode 0600; it must not exist yet) instead of standard
+    /// output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// An export for a third party: users whose processing is restricted are left out (a
+    /// restricted user's own export is refused).
+    #[arg(long)]
+    third_party: bool,
+}
+
+/// Counts the records (lines) going through, for the progress bar.
+struct Counting<W> {
+    inner: W,
+    bar: ProgressBar,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let lines = buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        self.bar.inc(lines);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
+    let opts = match &cmd {
+        ExportCommand::User { opts, .. }
+        | ExportCommand::Conversation { opts, .. }
+        | ExportCommand::Tenant { opts, .. } => opts,
+    };
+    let call = match &cmd {
+        ExportCommand::User { .. } => "Vault::export_user",
+        ExportCommand::Conversation { .. } => "Vault::export_conversation",
+        ExportCommand::Tenant { .. } => "Vault::export_tenant",
+    };
+    if let Some(f) = &opts.out {
+        if common::is_inside(f, &opts.vault.data) {
+            bail!(
+                "the export file {} is inside the data directory {}: write it elsewhere",
+                f.display(),
+                opts.vault.data.display()
+            );
+        }
+        if f.exists() {
+            bail!(
+                "{} already exists: an export never overwrites a file; remove it or choose \
+                 another --out",
+                f.display()
+            );
+        }
+    }
+    let v = common::open(&opts.vault, call)?;
+    let eo = ExportOptions {
+        third_party: opts.third_party,
+    };
+    // A progress bar on a terminal only: none when the output is piped or stderr is not a TTY.
+    let show = io::stderr().is_terminal() && (opts.out.is_some() || io::stdout().is_terminal());
+    let bar = if show {
+        let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        b.set_style(
+            ProgressStyle::with_template("{spinner} exporting: {human_pos} records ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let tenant_name = match &cmd {
+        ExportCommand::User { tenant, .. }
+        | ExportCommand::Conversation { tenant, .. }
+        | ExportCommand::Tenant { tenant, .. } => tenant.as_str(),
+    };
+    let t = common::tenant(&v, tenant_name)?;
+    let export = |w: &mut dyn Write| -> Result<ExportSummary, anyhow::Error> {
+        let w = Counting {
+            inner: w,
+            bar: bar.clone(),
+        };
+        let r = match &cmd {
+            ExportCommand::User { tenant, user, .. } => {
+                let u = common::user(&v, t, tenant, user)?;
+                v.export_user(t, Actor::operator(), u, &eo, w)
+            }
+            ExportCommand::Conversation {
+                tenant,
+                conversation,
+                ..
+            } => {
+                let c = common::conversation(&v, t, tenant, conversation)?;
+                v.export_conversation(t, Actor::operator(), c, &eo, w)
+            }
+            ExportCommand::Tenant { .. } => v.export_tenant(t, Actor::operator(), &eo, w),
+        };
+        r.map_err(|e| match e {
+            Error::Shredded { .. } => anyhow::anyhow!(
+                "{e}; nothing of it can be exported (the failed export is in the audit trail)"
+            ),
+            Error::Restricted { .. } => anyhow::anyhow!(
+                "{e} (the refused export is in the audit trail); without --third-party the \
+                 export is the user's own copy"
+            ),
+            e => e.into(),
+        })
+    };
+    let summary = match &opts.out {
+        None => {
+            // Standard output is flushed by the caller's BufWriter; the export writes through
+            // it, so it is one stream.
+            export(out)
+        }
+        Some(path) => {
+            let mut oo = OpenOptions::new();
+            oo.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                oo.mode(0o600);
+            }
+            let mut f = oo
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            let r = export(&mut f).and_then(|s| {
+                f.sync_all()
+                    .map_err(|e| anyhow::anyhow!("syncing {}: {e}", path.display()))?;
+                Ok(s)
+            });
+            if r.is_err() {
+                // An incomplete export is of no use and holds personal data: removed.
+                let _ = std::fs::remove_file(path);
+            }
+            r
+        }
+    };
+    bar.finish_and_clear();
+    let s = summary?;
+    tracing::info!(records = s.records, messages = s.messages, "export written");
+    if let Some(path) = &opts.out {
+        eprintln!(
+            "exported {}, {}, {} and {} to {}{}",
+            plural(s.records, "record"),
+            plural(s.users, "user"),
+            plural(s.conversations, "conversation"),
+            plural(s.messages, "message"),
+            path.display(),
+            if s.restricted_users_left_out > 0 {
+                format!(
+                    " ({} left out: processing restricted)",
+                    plural(s.restricted_users_left_out, "user")
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
