@@ -303,7 +303,8 @@ pub fn conversation(
         Ok(c) => Ok(c),
         Err(Error::NotFound { .. }) => bail!(
             "tenant {tenant_name:?} has no conversation {name:?} (`chatvault ls {tenant_name}` \
-             lists its conversations)"
+             lists its conversations; a shredded conversation's name no longer leads to it, \
+             `chatvault receipts show` lists the shreds)"
         ),
         Err(e) => Err(e.into()),
     }

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::json;
 
-use crate::common::{self, plural, Failure, ReadVaultArgs, EXIT_VERIFY_FAILED};
+use crate::common::{self, count, plural, Failure, ReadVaultArgs, EXIT_VERIFY_FAILED};
 
 /// Shown under `chatvault verify --help`.
 pub const EXIT_CODES: &str = "Exit codes: 0 everything authenticated, 1 error (cannot open the \
@@ -105,7 +105,7 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
             plural(r.keys_ok, "wrapped key"),
             plural(r.meta_ok, "metadata record"),
             r.meta_shredded,
-            plural(r.index_ok, "time-index entry"),
+            count(r.index_ok, "time-index entry", "time-index entries"),
         )?;
         for f in &r.failures {
             writeln!(out, "FAILED {}: {}", f.what, f.error)?;
