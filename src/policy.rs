@@ -702,25 +702,27 @@ impl Vault {
                 break;
             };
             let h = RecordHeader::decode(v, || "message record".into())?;
-            if h.kind != RecordKind::Deleted {
-                let author = (h.author != 0).then_some(h.author);
-                if !snap.is_expired(tenant.0, conv.0, author, h.sent_at_ms, now) {
-                    if author.is_none()
-                        && snap
-                            .tenant(tenant.0)
-                            .is_some_and(|tr| !tr.held_custodians().is_empty())
-                    {
-                        // Exact answer needs the sealed author.
-                        if let Some((_, _, id)) = codec::decode_message_key(k) {
-                            match self.get(tenant, conv, id) {
-                                Ok(_) => n += 1,
-                                Err(Error::Expired { .. }) => {}
-                                Err(e) => return Err(e),
-                            }
+            let author = (h.author != 0).then_some(h.author);
+            // Shredded records (a window, an author) are not visible either, purged or not.
+            if h.kind != RecordKind::Deleted
+                && !snap.is_shredded(tenant.0, conv.0, author, h.sent_at_ms)
+                && !snap.is_expired(tenant.0, conv.0, author, h.sent_at_ms, now)
+            {
+                if author.is_none()
+                    && snap
+                        .tenant(tenant.0)
+                        .is_some_and(|tr| !tr.held_custodians().is_empty())
+                {
+                    // Exact answer needs the sealed author.
+                    if let Some((_, _, id)) = codec::decode_message_key(k) {
+                        match self.get(tenant, conv, id) {
+                            Ok(_) => n += 1,
+                            Err(Error::Expired { .. }) => {}
+                            Err(e) => return Err(e),
                         }
-                    } else {
-                        n += 1;
                     }
+                } else {
+                    n += 1;
                 }
             }
             it.next();

@@ -133,6 +133,17 @@ impl Vault {
                  (`chatvault key rotate-root`)"
             )));
         }
+        let held = i.provider.versions();
+        if !held.contains(&version) {
+            return Err(Error::InvalidInput(format!(
+                "root key version {version} is not in the key provider (it holds {}); nothing \
+                 to retire",
+                held.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         keycheck::rewrap(&i.path, i.provider.as_ref(), &i.vault_key)?;
         let mut using = 0u64;
         for (k, v) in scan(i, cf::KEYS, &[codec::keys::TENANT_KEK])? {

@@ -51,6 +51,10 @@ fn rotate_then_retire_and_a_stopped_rotation_keeps_the_old_version() {
         v.retire_root_key(1),
         Err(Error::InvalidInput(m)) if m.contains("current version")
     ));
+    assert!(matches!(
+        v.retire_root_key(9),
+        Err(Error::InvalidInput(m)) if m.contains("not in the key provider (it holds 1)")
+    ));
 
     // A rotation that stopped after the key file got version 2 (as if the process died).
     let (v, p) = {

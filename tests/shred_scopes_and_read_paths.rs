@@ -163,6 +163,8 @@ fn a_shredded_window_is_unreadable_and_the_rest_reads_as_before() {
         assert!(shredded(w.v.get(w.t, w.c1, 1)));
         assert!(shredded(w.v.get(w.t, w.c1, 2)));
         assert_eq!(w.v.get(w.t, w.c1, 3).unwrap().body, format!("alice {D2}"));
+        // Counts leave the shredded window out too, before any purge.
+        assert_eq!(w.v.message_count(w.t, w.c1).unwrap(), 2);
         assert_eq!(
             bodies(&w.v, w.t, w.c1).unwrap(),
             vec![format!("alice {D2}"), format!("bob {D2}")]

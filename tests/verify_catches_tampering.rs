@@ -160,3 +160,41 @@ fn ek_of(t: u64, c: u64) -> Vec<u8> {
         .u32(1)
         .into_vec()
 }
+
+#[test]
+fn a_damaged_data_file_is_a_failure_in_the_report_not_an_error() {
+    let (w, v) = world();
+    v.flush().unwrap();
+    drop(v);
+    // One byte of the first data block of every SST file flipped: RocksDB's block checksums
+    // catch it when verify reads the block.
+    let mut damaged = 0;
+    for f in common::files_under(&w.data) {
+        if f.extension().is_some_and(|e| e == "sst") {
+            let mut b = std::fs::read(&f).unwrap();
+            if b.len() > 200 {
+                b[40] ^= 0x20;
+                std::fs::write(&f, b).unwrap();
+                damaged += 1;
+            }
+        }
+    }
+    assert!(damaged > 0);
+    let v = match Vault::open(&w.data, w.p.clone(), VaultOptions::default()) {
+        Ok(v) => v,
+        // Opening may already read a damaged block (that is a clear error too).
+        Err(e) => {
+            assert!(e.to_string().to_lowercase().contains("corrupt"), "{e}");
+            return;
+        }
+    };
+    let r = v.verify().unwrap();
+    assert!(!r.is_ok());
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.what.starts_with("column family") && f.error.contains("not checked")),
+        "{:?}",
+        r.failures
+    );
+}

@@ -96,7 +96,7 @@ fn verify(a: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
             code: EXIT_CHAIN_BROKEN,
             message: format!(
                 "audit trail broken at {b}. It was altered by someone who could write the data \
-                 directory ({} before it verified); restore it from a backup and investigate",
+                 directory ({} verified); restore it from a backup and investigate",
                 count(r.entries, "entry", "entries")
             ),
         }

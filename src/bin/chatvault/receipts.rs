@@ -96,7 +96,7 @@ fn verify(a: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
             code: EXIT_CHAIN_BROKEN,
             message: format!(
                 "receipt chain broken at {b}. The receipts were altered by someone who could \
-                 write the data directory ({} before it verified); restore the receipts from a \
+                 write the data directory ({} verified); restore the receipts from a \
                  backup and investigate",
                 count(r.entries, "entry", "entries")
             ),
