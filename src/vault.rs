@@ -294,7 +294,8 @@ fn db_options() -> Options {
 
 impl Vault {
     /// Creates a new vault in `path` (created if missing; must not already hold a vault): writes
-    /// the key-check file, then creates the RocksDB database.
+    /// the key-check file, then creates the RocksDB database. On Unix the data directory is made
+    /// private (mode 0700): its files hold only ciphertext, but sizes and counts are metadata.
     ///
     /// Errors: [`Error::AlreadyExists`] if `path` already holds a vault; [`Error::Io`],
     /// [`Error::Storage`], [`Error::KeyProvider`].
@@ -309,6 +310,12 @@ impl Vault {
             return Err(Error::AlreadyExists {
                 what: format!("a vault at {}", path.display()),
             });
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                .map_err(Error::io("making private", path))?;
         }
         let vault_key = keycheck::create(path, provider.as_ref())?;
         Self::open_db(path, provider, vault_key, opts, None)

@@ -10,6 +10,12 @@ use chatvault::{
 #[test]
 fn tenants_users_conversations_and_members_round_trip() {
     let (dir, v, p) = common::new_vault();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(v.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "the data directory is private");
+    }
     let f = common::fixture(&v, "acme", TenantOptions::default());
     let t2 = v
         .create_tenant(
