@@ -9,70 +9,27 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chatvault::{NewMessage, StaticKeyProvider, Vault, VaultOptions};
 use serde_json::Value;
 
-struct Cli {
-    dir: tempfile::TempDir,
-    data: PathBuf,
-    key: PathBuf,
+/// The shared CLI helper, with the (stdout, stderr) failures and JSON objects these tests read.
+struct Cli(common::Cli);
+
+impl std::ops::Deref for Cli {
+    type Target = common::Cli;
+    fn deref(&self) -> &common::Cli {
+        &self.0
+    }
 }
 
 impl Cli {
     fn with_sample() -> Cli {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cli = Cli {
-            data: dir.path().join("data"),
-            key: dir.path().join("root.key"),
-            dir,
-        };
-        cli.ok(&["init"]);
-        cli.ok(&[
-            "import",
-            "irc",
-            common::sample_dir().to_str().expect("utf-8 path"),
-        ]);
-        cli
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn run_on(&self, data: &Path, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_chatvault"))
-            .args(args)
-            .arg("--data")
-            .arg(data)
-            .arg("--key-file")
-            .arg(&self.key)
-            .env_remove("CHATVAULT_ROOT_KEY")
-            .env_remove("CHATVAULT_DATA")
-            .env_remove("CHATVAULT_KEY_FILE")
-            .env_remove("CHATVAULT_LOG")
-            .output()
-            .expect("run chatvault")
-    }
-
-    fn ok_on(&self, data: &Path, args: &[&str]) -> String {
-        let o = self.run_on(data, args);
-        assert!(
-            o.status.success(),
-            "chatvault {args:?} failed ({:?}):\n{}{}",
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).expect("utf-8 output")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_on(&self.data, args)
+        Cli(common::Cli::with_sample())
     }
 
     /// Runs, expects exit code `code`, returns (stdout, stderr).

@@ -5,71 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-struct Cli {
-    dir: tempfile::TempDir,
-    data: PathBuf,
-    key: PathBuf,
-}
-
-impl Cli {
-    fn with_sample() -> Cli {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cli = Cli {
-            data: dir.path().join("data"),
-            key: dir.path().join("root.key"),
-            dir,
-        };
-        cli.ok(&["init"]);
-        cli.ok(&[
-            "import",
-            "irc",
-            common::sample_dir().to_str().expect("utf-8 path"),
-        ]);
-        cli
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_chatvault"))
-            .args(args)
-            .arg("--data")
-            .arg(&self.data)
-            .arg("--key-file")
-            .arg(&self.key)
-            .env_remove("CHATVAULT_ROOT_KEY")
-            .env_remove("CHATVAULT_DATA")
-            .env_remove("CHATVAULT_KEY_FILE")
-            .env_remove("CHATVAULT_LOG")
-            .output()
-            .expect("run chatvault")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "chatvault {args:?} failed ({:?}):\n{}{}",
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).expect("utf-8 output")
-    }
-
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let o = self.run(args);
-        assert_eq!(
-            o.status.code(),
-            Some(code),
-            "chatvault {args:?}:\n{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stderr).expect("utf-8 stderr")
-    }
-}
+use common::Cli;
 
 fn jsonl(s: &str) -> Vec<serde_json::Value> {
     s.lines()
@@ -125,7 +61,7 @@ fn one_user_through_access_rectification_export_restriction_and_erasure() {
     assert_eq!(ls.last().unwrap()["type"], "end");
     let n_msgs = ls.iter().filter(|l| l["type"] == "message").count();
     assert!(n_msgs > 10);
-    let file = cli.dir.path().join("elgaton.jsonl");
+    let file = cli.path("elgaton.jsonl");
     let f = file.to_str().unwrap();
     cli.ok(&["export", "user", t, nick, "--out", f]);
     assert_eq!(std::fs::read(&file).unwrap().len(), o.stdout.len());

@@ -256,12 +256,22 @@ impl Cli {
         cli
     }
 
+    /// A path beside the vault's data directory (for checkpoints, exports, restores).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.data.parent().unwrap_or(Path::new(".")).join(name)
+    }
+
     /// Runs `chatvault ARGS`.
     pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.run_on(&self.data, args)
+    }
+
+    /// Runs `chatvault ARGS` on another data directory, with this vault's key file.
+    pub fn run_on(&self, data: &Path, args: &[&str]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_chatvault"))
             .args(args)
             .arg("--data")
-            .arg(&self.data)
+            .arg(data)
             .arg("--key-file")
             .arg(&self.key)
             .env_remove("CHATVAULT_ROOT_KEY")
@@ -287,7 +297,12 @@ impl Cli {
 
     /// Runs, expects success, returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
+        self.ok_on(&self.data, args)
+    }
+
+    /// [`Cli::ok`] on another data directory.
+    pub fn ok_on(&self, data: &Path, args: &[&str]) -> String {
+        let o = self.run_on(data, args);
         assert!(
             o.status.success(),
             "chatvault {args:?} failed ({:?}):\n{}{}",

@@ -6,9 +6,7 @@ use std::io::Write;
 use chatvault::{AuditEntry, AuditEvent, AuditOutcome, ChainHead, ExportScope, HoldScope};
 use serde_json::{json, Value};
 
-use crate::common::{
-    self, count, fmt_time, scope_json, shred_scope_text, Failure, VaultArgs, EXIT_CHAIN_BROKEN,
-};
+use crate::common::{self, count, fmt_time, scope_json, shred_scope_text, VaultArgs};
 
 #[derive(clap::Subcommand)]
 pub enum AuditCommand {
@@ -90,39 +88,19 @@ fn show(a: &ShowArgs, out: &mut impl Write) -> anyhow::Result<()> {
 fn verify(a: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let v = common::open(&a.vault, "Vault::verify_audit")?;
     let r = v.verify_audit(a.head.as_ref())?;
-    if let Some(b) = &r.broken {
-        tracing::warn!(seq = b.seq, fault = %b.fault, "audit trail broken");
-        return Err(Failure {
-            code: EXIT_CHAIN_BROKEN,
-            message: format!(
-                "audit trail broken at {b}. It was altered by someone who could write the data \
-                 directory ({} verified); restore it from a backup and investigate",
-                count(r.entries, "entry", "entries")
-            ),
-        }
-        .into());
-    }
-    match r.head {
-        None => writeln!(out, "audit trail intact: empty")?,
-        Some(h) => {
-            writeln!(
-                out,
-                "audit trail intact: {}, every MAC and link checked{}",
-                count(r.entries, "entry", "entries"),
-                match &a.head {
-                    Some(k) => format!("; the kept head {} is in place", k.seq),
-                    None => String::new(),
-                }
-            )?;
-            writeln!(out, "head: {h}")?;
-            writeln!(
-                out,
-                "keep the head: `chatvault audit verify --head {h}` detects entries cut off the \
-                 end later"
-            )?;
-        }
-    }
-    Ok(())
+    common::report_chain(
+        &r,
+        a.head.as_ref(),
+        &common::ChainWords {
+            name: "audit trail",
+            altered: "It was altered by someone who could write the data directory ({} \
+                      verified); restore it from a backup and investigate",
+            empty: "empty",
+            command: "audit",
+            items: "entries",
+        },
+        out,
+    )
 }
 
 fn actor_text(e: &AuditEntry) -> String {

@@ -508,3 +508,62 @@ pub fn json_strs<S: AsRef<str>>(v: &[S]) -> String {
     let items: Vec<String> = v.iter().map(|s| json_str(s.as_ref())).collect();
     format!("[{}]", items.join(","))
 }
+
+/// How `receipts verify` and `audit verify` name their chain in what they print.
+pub struct ChainWords {
+    /// "receipt chain", "audit trail".
+    pub name: &'static str,
+    /// The break message after "broken at ENTRY. ", with `{}` for the count verified.
+    pub altered: &'static str,
+    /// What follows "intact: " when the chain is empty.
+    pub empty: &'static str,
+    /// The CLI subcommand: "receipts", "audit".
+    pub command: &'static str,
+    /// What is cut off the end: "receipts", "entries".
+    pub items: &'static str,
+}
+
+/// Prints a chain verification (the head to keep), or fails with exit 5 naming the first
+/// broken entry. Shared by `receipts verify` and `audit verify`.
+pub fn report_chain(
+    r: &chatvault::chain::ChainReport,
+    kept: Option<&chatvault::chain::ChainHead>,
+    w: &ChainWords,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    if let Some(b) = &r.broken {
+        tracing::warn!(seq = b.seq, fault = %b.fault, "{} broken", w.name);
+        return Err(Failure {
+            code: EXIT_CHAIN_BROKEN,
+            message: format!(
+                "{} broken at {b}. {}",
+                w.name,
+                w.altered
+                    .replace("{}", &count(r.entries, "entry", "entries"))
+            ),
+        }
+        .into());
+    }
+    match r.head {
+        None => writeln!(out, "{} intact: {}", w.name, w.empty)?,
+        Some(h) => {
+            writeln!(
+                out,
+                "{} intact: {}, every MAC and link checked{}",
+                w.name,
+                count(r.entries, "entry", "entries"),
+                match kept {
+                    Some(k) => format!("; the kept head {} is in place", k.seq),
+                    None => String::new(),
+                }
+            )?;
+            writeln!(out, "head: {h}")?;
+            writeln!(
+                out,
+                "keep the head: `chatvault {} verify --head {h}` detects {} cut off the end later",
+                w.command, w.items
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -5,10 +5,7 @@ use std::io::Write;
 
 use chatvault::{ChainHead, ReceiptEntry, ReceiptEvent};
 
-use crate::common::{
-    self, count, fmt_time, json_str, json_strs, scope_json, shred_scope_text, Failure, VaultArgs,
-    EXIT_CHAIN_BROKEN,
-};
+use crate::common::{self, fmt_time, json_str, json_strs, scope_json, shred_scope_text, VaultArgs};
 
 #[derive(clap::Subcommand)]
 pub enum ReceiptsCommand {
@@ -90,43 +87,19 @@ fn show(a: &ShowArgs, out: &mut impl Write) -> anyhow::Result<()> {
 fn verify(a: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let v = common::open(&a.vault, "Vault::verify_receipts")?;
     let r = v.verify_receipts(a.head.as_ref())?;
-    if let Some(b) = &r.broken {
-        tracing::warn!(seq = b.seq, fault = %b.fault, "receipt chain broken");
-        return Err(Failure {
-            code: EXIT_CHAIN_BROKEN,
-            message: format!(
-                "receipt chain broken at {b}. The receipts were altered by someone who could \
-                 write the data directory ({} verified); restore the receipts from a \
-                 backup and investigate",
-                count(r.entries, "entry", "entries")
-            ),
-        }
-        .into());
-    }
-    match r.head {
-        None => writeln!(
-            out,
-            "receipt chain intact: empty (nothing has been shredded or queued)"
-        )?,
-        Some(h) => {
-            writeln!(
-                out,
-                "receipt chain intact: {}, every MAC and link checked{}",
-                count(r.entries, "entry", "entries"),
-                match &a.head {
-                    Some(k) => format!("; the kept head {} is in place", k.seq),
-                    None => String::new(),
-                }
-            )?;
-            writeln!(out, "head: {h}")?;
-            writeln!(
-                out,
-                "keep the head: `chatvault receipts verify --head {h}` detects receipts cut off \
-                 the end later"
-            )?;
-        }
-    }
-    Ok(())
+    common::report_chain(
+        &r,
+        a.head.as_ref(),
+        &common::ChainWords {
+            name: "receipt chain",
+            altered: "The receipts were altered by someone who could write the data directory \
+                      ({} verified); restore the receipts from a backup and investigate",
+            empty: "empty (nothing has been shredded or queued)",
+            command: "receipts",
+            items: "receipts",
+        },
+        out,
+    )
 }
 
 fn event_text(e: &ReceiptEvent) -> String {
