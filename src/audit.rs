@@ -108,6 +108,27 @@ pub enum AuditEvent {
         /// Receipt seqs of the queued erasures carried out with the release.
         carried_out: Vec<u64>,
     },
+    /// Keys below the root key were rotated, or the old versions a rotation left were retired
+    /// ([`Vault::rotate_tenant_kek`], [`Vault::rotate_data_keys`], [`Vault::retire_data_keys`]).
+    KeyRotation {
+        /// The tenant.
+        tenant: TenantId,
+        /// The conversation, for a rotation of one conversation's data keys.
+        conversation: Option<ConversationId>,
+        /// What was done.
+        step: RotationStep,
+    },
+}
+
+/// What a [`AuditEvent::KeyRotation`] entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RotationStep {
+    /// The tenant KEK got a new version with a new random value.
+    TenantKek,
+    /// Conversation, epoch and (tenant scope) user keys got new versions for new writes.
+    DataKeys,
+    /// The old data-key versions were deleted after a scan showed nothing readable uses them.
+    OldVersionsRetired,
 }
 
 /// How the recorded operation ended.
@@ -175,6 +196,7 @@ pub(crate) fn error_kind(e: &Error) -> &'static str {
         Error::Restricted { .. } => "Restricted",
         Error::ReadOnlySecondary { .. } => "ReadOnlySecondary",
         Error::RootKeyVersionRetired { .. } => "RootKeyVersionRetired",
+        Error::KeyVersionsInUse { .. } => "KeyVersionsInUse",
     }
 }
 

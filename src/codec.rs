@@ -61,6 +61,10 @@ pub(crate) mod meta {
     pub const REWRITTEN: u8 = 0x16;
     /// `0x0F` → time of the last purge (i64 BE, UTC ms).
     pub const LAST_PURGE: u8 = 0x0F;
+    /// `0x1A | tenant | conv` → a data-key rotation of that scope (conv 0: the whole tenant)
+    /// whose old key versions are not retired yet (postcard `RotationState`: times, internal
+    /// ids and a flag; not sealed). Deleted by the retirement (`rotate.rs`).
+    pub const DATA_ROTATION: u8 = 0x1A;
     /// Directory sub-kind for conversations.
     pub const DIR_CONV: u8 = 0x01;
     /// Directory sub-kind for users.

@@ -192,6 +192,23 @@ pub enum Error {
         what: String,
     },
 
+    /// Old key versions cannot be retired yet: records that are still readable (not expired,
+    /// not shredded) are sealed under them. Nothing was deleted.
+    #[error(
+        "cannot retire the old key versions of {scope}: {records} readable record(s) are still \
+         sealed under them ({detail}); run the re-seal to completion first (`chatvault key \
+         reseal`, or `Vault::reseal`), then retire again. A record that fails to re-seal is \
+         named by `chatvault verify`"
+    )]
+    KeyVersionsInUse {
+        /// The scope, by internal ids (`tenant #1`, `conversation #5 of tenant #1`).
+        scope: String,
+        /// How many records still use an old version.
+        records: u64,
+        /// Which versions, e.g. `3 epoch key versions, 1 user key version`.
+        detail: String,
+    },
+
     /// A file outside RocksDB (key-check file, key file) could not be read or written.
     #[error("{op} {path}: {source}")]
     Io {

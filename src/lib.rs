@@ -29,7 +29,9 @@
 //!   trail chained like the receipts ([`Vault::audit_entries`], [`Vault::verify_audit`]).
 //!
 //! - **Operator tools.** [`Vault::verify`], [`Vault::stats`] and [`Vault::key_stats`],
-//!   [`Vault::compact_scope`], root key rotation ([`Vault::rotate_root_key`]), consistent
+//!   [`Vault::compact_scope`], root key rotation ([`Vault::rotate_root_key`]), rotation of the
+//!   keys below it while the vault serves ([`Vault::rotate_tenant_kek`],
+//!   [`Vault::rotate_data_keys`], [`Vault::reseal`], [`Vault::retire_data_keys`]), consistent
 //!   copies ([`Vault::checkpoint`]) and [`Vault::restore`], which refuses a copy that needs a
 //!   root key version retired since; read-only secondary instances beside the writer
 //!   ([`Vault::open_secondary`]).
@@ -79,11 +81,12 @@ mod policy;
 mod rekey;
 pub mod retention;
 mod rights;
+mod rotate;
 pub mod shred;
 mod vault;
 mod verify;
 
-pub use audit::{AuditEntry, AuditEvent, AuditOutcome, ExportScope};
+pub use audit::{AuditEntry, AuditEvent, AuditOutcome, ExportScope, RotationStep};
 pub use chain::{ChainBreak, ChainFault, ChainHead, ChainId, ChainReport};
 pub use checkpoint::RestoreReport;
 pub use error::{Error, Result};
@@ -103,6 +106,10 @@ pub use retention::{
     Retention, SystemClock, TenantPolicy,
 };
 pub use rights::{MessageRole, SubjectAccess, SubjectConversation};
+pub use rotate::{
+    DataKeyRotationReport, KekRotationReport, ResealOptions, ResealProgress, ResealReport,
+    RetireReport,
+};
 pub use shred::{
     QueuedErasure, ReceiptEntry, ReceiptEvent, ShredOutcome, ShredReceipt, ShredScope,
 };

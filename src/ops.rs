@@ -2,7 +2,7 @@
 //! tenant the records sealed under the current key versions) and [`Vault::compact_scope`]
 //! (manual compaction of one tenant's or conversation's key ranges).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use crate::codec::{self, be32, be64, prefix_successor, Iid, KeyBuf};
@@ -31,6 +31,9 @@ pub struct KeyStats {
     pub key_paths_pending_reversioning: u64,
     /// Erasures queued under legal holds (`meta 0x13`).
     pub queued_erasures: u64,
+    /// Data-key rotations ([`Vault::rotate_data_keys`]) whose old key versions are not retired
+    /// yet (`meta 0x1A`): re-seal and retire them ([`Vault::reseal`]).
+    pub data_key_rotations_pending: u64,
     /// Root key version the key provider wraps new tenant KEKs under.
     pub root_key_version: u32,
     /// Tenant KEKs wrapped under an older root key version than the current one.
@@ -54,7 +57,8 @@ pub struct TenantKeyStats {
     /// Records sealed under an older version of their epoch or author key (re-sealing would
     /// move them to the current one).
     pub older_versions: u64,
-    /// Records whose epoch or author key is destroyed (shredded or expired, awaiting purge).
+    /// Records whose epoch or author key version is destroyed (shredded or expired, awaiting
+    /// purge; or expired records whose old key version a data-key rotation retired).
     pub key_destroyed: u64,
 }
 
@@ -86,6 +90,8 @@ impl Vault {
         // Highest stored version of each epoch key and user key.
         let mut epochs: HashMap<(Iid, Iid, u32), u32> = HashMap::new();
         let mut users: HashMap<(Iid, Iid), u32> = HashMap::new();
+        // Every stored version (old versions stay until retired after a data-key rotation).
+        let mut stored: HashSet<(u8, Iid, Iid, u32, u32)> = HashSet::new();
         let mut it = i.db.raw_iterator_cf(&i.cf(cf::KEYS)?);
         it.seek_to_first();
         while it.valid() {
@@ -111,6 +117,7 @@ impl Vault {
                     {
                         let m = epochs.entry((t, c, e)).or_default();
                         *m = (*m).max(ver);
+                        stored.insert((codec::keys::EPOCH, t, c, e, ver));
                     }
                 }
                 Some(codec::keys::USER) => {
@@ -118,6 +125,7 @@ impl Vault {
                     if let (Some(t), Some(u), Some(ver)) = (id8(1), id8(9), v4(17)) {
                         let m = users.entry((t, u)).or_default();
                         *m = (*m).max(ver);
+                        stored.insert((codec::keys::USER, t, u, 0, ver));
                     }
                 }
                 Some(codec::keys::INDEX) => s.directory_keys += 1,
@@ -134,6 +142,10 @@ impl Vault {
                 &mut s.key_paths_pending_reversioning,
             ),
             (codec::meta::ERASURE_QUEUE, &mut s.queued_erasures),
+            (
+                codec::meta::DATA_ROTATION,
+                &mut s.data_key_rotations_pending,
+            ),
         ] {
             let mut it = i.prefix_iter(cf::META, &[tag])?;
             while it.valid() {
@@ -165,8 +177,11 @@ impl Vault {
                 } else {
                     users.get(&(t, h.author)).map(|v| Some(*v))
                 };
+                let exists = stored.contains(&(codec::keys::EPOCH, t, c, h.epoch, h.epoch_version))
+                    && (h.author == 0
+                        || stored.contains(&(codec::keys::USER, t, h.author, 0, h.author_version)));
                 match (epoch, author) {
-                    (Some(ev), Some(av)) => {
+                    (Some(ev), Some(av)) if exists => {
                         if h.epoch_version == ev && av.is_none_or(|av| h.author_version == av) {
                             ts.current += 1;
                         } else {
@@ -238,6 +253,7 @@ impl Vault {
                 m::CONV_POLICY,
                 m::WATERMARK,
                 m::REKEY_PENDING,
+                m::DATA_ROTATION,
             ],
             None => &[
                 m::TENANT,
@@ -255,6 +271,7 @@ impl Vault {
                 m::SHRED,
                 m::REKEY_PENDING,
                 m::ERASURE_QUEUE,
+                m::DATA_ROTATION,
             ],
         };
         for k in meta_kinds {

@@ -202,22 +202,7 @@ impl Vault {
         let new_root = i.provider.add_version()?;
         keycheck::rewrap(&i.path, i.provider.as_ref(), &i.vault_key)?;
 
-        let mut p = Pass {
-            i,
-            batch: WriteBatch::default(),
-            new_root,
-            report: RekeyReport {
-                root_version: new_root,
-                retired_root_versions: Vec::new(),
-                tenant_keks_rewrapped: 0,
-                tenant_keks_reversioned: 0,
-                conversation_keys_reversioned: 0,
-                keys_rewrapped: 0,
-                meta_resealed: 0,
-                elapsed_ms: 0,
-            },
-            replaced: Vec::new(),
-        };
+        let mut p = Pass::new(i, new_root);
         // Every tenant KEK, grouped by tenant.
         let mut keks: BTreeMap<Iid, Vec<Entry>> = BTreeMap::new();
         for (k, v) in scan(i, cf::KEYS, &[codec::keys::TENANT_KEK])? {
@@ -229,7 +214,9 @@ impl Vault {
         }
         for (t, entries) in keks {
             match dirty_convs.get(&t) {
-                Some(convs) => p.reversion_tenant(t, &entries, convs)?,
+                Some(convs) => {
+                    p.reversion_tenant(t, &entries, convs)?;
+                }
                 None => p.rewrap_tenant(&entries)?,
             }
         }
@@ -302,15 +289,41 @@ impl Vault {
     }
 }
 
-struct Pass<'a> {
-    i: &'a Inner,
-    batch: WriteBatch,
-    new_root: u32,
-    report: RekeyReport,
-    replaced: Vec<Vec<u8>>,
+/// One pass's batch and counts. Also used by the rotations of `rotate.rs` (one tenant or one
+/// conversation at a time, with the root key version unchanged).
+pub(crate) struct Pass<'a> {
+    pub(crate) i: &'a Inner,
+    pub(crate) batch: WriteBatch,
+    /// Root key version new tenant KEK versions are wrapped under.
+    pub(crate) new_root: u32,
+    pub(crate) report: RekeyReport,
+    pub(crate) replaced: Vec<Vec<u8>>,
+    /// New epoch key versions (fresh random values) written by
+    /// [`Pass::reversion_conversation`] with `new_epoch_versions`.
+    pub(crate) epoch_keys_rotated: u64,
 }
 
-impl Pass<'_> {
+impl<'a> Pass<'a> {
+    pub(crate) fn new(i: &'a Inner, new_root: u32) -> Self {
+        Pass {
+            i,
+            batch: WriteBatch::default(),
+            new_root,
+            report: RekeyReport {
+                root_version: new_root,
+                retired_root_versions: Vec::new(),
+                tenant_keks_rewrapped: 0,
+                tenant_keks_reversioned: 0,
+                conversation_keys_reversioned: 0,
+                keys_rewrapped: 0,
+                meta_resealed: 0,
+                elapsed_ms: 0,
+            },
+            replaced: Vec::new(),
+            epoch_keys_rotated: 0,
+        }
+    }
+
     /// A tenant with nothing destroyed under it: its KEK versions, re-wrapped under the new
     /// root key version.
     fn rewrap_tenant(&mut self, entries: &[Entry]) -> Result<()> {
@@ -329,7 +342,7 @@ impl Pass<'_> {
         Ok(())
     }
 
-    fn unwrap_kek(&self, place: &[u8], value: &[u8]) -> Result<(WrapHeader, SecretKey)> {
+    pub(crate) fn unwrap_kek(&self, place: &[u8], value: &[u8]) -> Result<(WrapHeader, SecretKey)> {
         let what = || format!("wrapped key {}", hex::encode(place));
         let h = WrapHeader::decode(value, what)?;
         let key = self
@@ -345,9 +358,15 @@ impl Pass<'_> {
         Ok((h, key))
     }
 
-    /// A tenant with a destroyed key under it: a new KEK version; its live children re-wrapped,
-    /// its metadata sealed again, the conversations in `convs` re-versioned, old versions deleted.
-    fn reversion_tenant(&mut self, t: Iid, entries: &[Entry], convs: &BTreeSet<Iid>) -> Result<()> {
+    /// A tenant with a destroyed key under it (or a tenant KEK rotation): a new KEK version with
+    /// a new random value; its live children re-wrapped, its metadata sealed again, the
+    /// conversations in `convs` re-versioned, old versions deleted. Returns the new version.
+    pub(crate) fn reversion_tenant(
+        &mut self,
+        t: Iid,
+        entries: &[Entry],
+        convs: &BTreeSet<Iid>,
+    ) -> Result<u32> {
         let i = self.i;
         let kcf = i.cf(cf::KEYS)?;
         let mcf = i.cf(cf::META)?;
@@ -357,7 +376,7 @@ impl Pass<'_> {
             old.insert(h.version, key);
         }
         let Some((&max_v, current)) = old.iter().next_back() else {
-            return Ok(());
+            return Ok(0);
         };
         let nv = max_v + 1;
         let new_kek = SecretKey::generate()?;
@@ -425,23 +444,29 @@ impl Pass<'_> {
             }
         }
         for &c in convs {
-            self.reversion_conversation(t, c, &old, &new_c, nv)?;
+            self.reversion_conversation(t, c, &old, &new_c, nv, false)?;
         }
         for (place, value) in entries {
             self.batch.delete_cf(&kcf, place);
             self.replaced.push(value.clone());
         }
         self.report.tenant_keks_reversioned += 1;
-        Ok(())
+        Ok(nv)
     }
 
-    fn reversion_conversation(
+    /// A new version (new random value) of conversation `c`'s key, wrapped under `kek_new`
+    /// (version `kek_nv`); its epoch keys (every version) re-wrapped under it, its record and
+    /// memberships sealed again, its old versions deleted. With `new_epoch_versions`, every
+    /// live epoch key also gets a new version with a new random value (data-key rotation): new
+    /// writes use it, and the older versions stay for the records sealed under them.
+    pub(crate) fn reversion_conversation(
         &mut self,
         t: Iid,
         c: Iid,
         kek_old: &BTreeMap<u32, SecretKey>,
         kek_new: &Cipher,
         kek_nv: u32,
+        new_epoch_versions: bool,
     ) -> Result<()> {
         let i = self.i;
         let kcf = i.cf(cf::KEYS)?;
@@ -479,8 +504,37 @@ impl Pass<'_> {
             envelope::wrap_key(kek_new, &h, &place, &new_key)?,
         );
         let epochs = KeyBuf::tag(codec::keys::EPOCH).u64(t).u64(c).into_vec();
+        // Highest stored version of each epoch key.
+        let mut highest: BTreeMap<u32, u32> = BTreeMap::new();
         for (place, value) in scan(i, cf::KEYS, &epochs)? {
             self.rewrap_child(&place, &value, &old, &new_c, nv)?;
+            if let (Some(e), Some(v)) = (
+                place.get(17..21).and_then(codec::be32),
+                place.get(21..25).and_then(codec::be32),
+            ) {
+                let h = highest.entry(e).or_default();
+                *h = (*h).max(v);
+            }
+        }
+        if new_epoch_versions {
+            for (e, v) in highest {
+                let ev = v + 1;
+                let place = KeyBuf::tag(codec::keys::EPOCH)
+                    .u64(t)
+                    .u64(c)
+                    .u32(e)
+                    .u32(ev)
+                    .into_vec();
+                let h = WrapHeader {
+                    kind: codec::keys::EPOCH,
+                    version: ev,
+                    parent_version: nv,
+                };
+                let key = SecretKey::generate()?;
+                self.batch
+                    .put_cf(&kcf, &place, envelope::wrap_key(&new_c, &h, &place, &key)?);
+                self.epoch_keys_rotated += 1;
+            }
         }
         for tag in [codec::meta::CONVERSATION, codec::meta::MEMBER] {
             let prefix = KeyBuf::tag(tag).u64(t).u64(c).into_vec();
@@ -524,7 +578,7 @@ impl Pass<'_> {
     }
 }
 
-fn unwrap_child(
+pub(crate) fn unwrap_child(
     place: &[u8],
     value: &[u8],
     parents: &BTreeMap<u32, SecretKey>,
@@ -544,7 +598,7 @@ fn unwrap_child(
 }
 
 /// Opens sealed metadata under whichever old version sealed it and seals it under the new one.
-fn reseal(
+pub(crate) fn reseal(
     place: &[u8],
     value: &[u8],
     old: &BTreeMap<u32, SecretKey>,
@@ -568,10 +622,10 @@ fn reseal(
 }
 
 /// A stored `(key, value)`.
-type Entry = (Vec<u8>, Vec<u8>);
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
 
 /// Every `(key, value)` of `cf` under `prefix`.
-fn scan(i: &Inner, cf_name: &'static str, prefix: &[u8]) -> Result<Vec<Entry>> {
+pub(crate) fn scan(i: &Inner, cf_name: &'static str, prefix: &[u8]) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut it = i.prefix_iter(cf_name, prefix)?;
     while it.valid() {

@@ -160,6 +160,11 @@ pub(crate) struct Inner {
     pub(crate) rekey_generation: AtomicU64,
     /// Held for writing while a re-versioning pass swaps keys (see `rekey.rs`).
     pub(crate) rekey_lock: RwLock<()>,
+    /// Held for reading by every write that seals a record (append, edit, delete) from the
+    /// moment it picks its key versions until its batch is written; a data-key rotation takes
+    /// it for writing once its new versions are in place, so that afterwards no record can
+    /// still be written under a version it replaced (`rotate.rs`).
+    pub(crate) seal_lock: RwLock<()>,
     pub(crate) cache: KeyCache<KeyId>,
     pub(crate) tenants: RwLock<HashMap<Iid, Arc<TenantState>>>,
     pub(crate) convs: RwLock<HashMap<(Iid, Iid), Arc<ConvState>>>,
@@ -458,6 +463,7 @@ impl Vault {
             tenant_dir_key,
             rekey_generation: AtomicU64::new(0),
             rekey_lock: RwLock::new(()),
+            seal_lock: RwLock::new(()),
             cache: KeyCache::new(opts.key_cache_entries),
             tenants: RwLock::new(HashMap::new()),
             convs: RwLock::new(HashMap::new()),
@@ -1020,6 +1026,8 @@ impl Vault {
                 });
             }
         }
+        // Until the batch is written: a data-key rotation waits for it (see `Inner::seal_lock`).
+        let _sealing = i.seal_lock.read();
         let mut sealers = Vec::with_capacity(msgs.len());
         for m in msgs {
             sealers.push(i.writer_dek(&ts, conv.0, m.author.0, m.sent_at_ms)?);
@@ -1073,10 +1081,12 @@ impl Vault {
     pub fn get(&self, tenant: TenantId, conv: ConversationId, id: MessageId) -> Result<Message> {
         let i = &self.inner;
         let place = codec::message_key(tenant.0, conv.0, id);
-        match i.get(cf::MESSAGES, &place)? {
+        // Read again if old key versions were retired between the read and the key lookup
+        // (the record was re-sealed meanwhile).
+        i.rekey_retry(|| match i.get(cf::MESSAGES, &place)? {
             Some(v) => i.open_message(tenant.0, conv.0, id, &place, &v),
             None => Err(i.missing_message(tenant.0, conv.0, id)?),
-        }
+        })
     }
 
     /// Edits a message: the current revision moves to the `revisions` CF and the new body
@@ -1104,6 +1114,7 @@ impl Vault {
             return Err(Error::InvalidInput(format!("message {id} is deleted")));
         }
         let ts = i.tenant_state(tenant.0)?;
+        let _sealing = i.seal_lock.read();
         let (header, dek) = i.writer_dek(&ts, conv.0, cur.author.0, cur.sent_at_ms)?;
         let mut batch = WriteBatch::default();
         // Old revision, sealed in place under the revisions CF.
@@ -1130,6 +1141,16 @@ impl Vault {
 
     /// Earlier revisions of a message, oldest first (the current one is [`Vault::get`]).
     pub fn revisions(
+        &self,
+        tenant: TenantId,
+        conv: ConversationId,
+        id: MessageId,
+    ) -> Result<Vec<Revision>> {
+        self.inner
+            .rekey_retry(|| self.revisions_once(tenant, conv, id))
+    }
+
+    fn revisions_once(
         &self,
         tenant: TenantId,
         conv: ConversationId,
@@ -1178,6 +1199,7 @@ impl Vault {
             return Ok(());
         }
         let ts = i.tenant_state(tenant.0)?;
+        let _sealing = i.seal_lock.read();
         let (header, dek) = i.writer_dek(&ts, conv.0, cur.author.0, cur.sent_at_ms)?;
         let mut batch = WriteBatch::default();
         let held = i
@@ -1231,6 +1253,8 @@ impl Vault {
         let i = &self.inner;
         i.check_conversation_alive(tenant.0, conv.0)?;
         let prefix = KeyBuf::new().u64(tenant.0).u64(conv.0).into_vec();
+        // Before the iterator (and its implicit snapshot) exists.
+        let gen = i.rekey_generation.load(Ordering::Acquire);
         let mut it = i.prefix_iter(cf::MESSAGES, &prefix)?;
         match (direction, from) {
             (Direction::Forward, Some(id)) => it.seek(codec::message_key(tenant.0, conv.0, id)),
@@ -1247,6 +1271,7 @@ impl Vault {
             conv: conv.0,
             forward: direction == Direction::Forward,
             started: false,
+            gen,
         })
     }
 
@@ -1424,6 +1449,8 @@ pub struct MessageIter<'a> {
     conv: Iid,
     forward: bool,
     started: bool,
+    /// Key re-versioning generation before the iterator was made.
+    gen: u64,
 }
 
 impl Iterator for MessageIter<'_> {
@@ -1449,7 +1476,27 @@ impl Iterator for MessageIter<'_> {
             let Some((_, _, id)) = codec::decode_message_key(k) else {
                 return Some(Err(Error::corrupt("message key", "bad length")));
             };
-            match self.inner.open_message(self.tenant, self.conv, id, k, v) {
+            let mut r = self.inner.open_message(self.tenant, self.conv, id, k, v);
+            if matches!(
+                r,
+                Err(Error::Shredded { .. } | Error::NotFound { .. } | Error::Authentication { .. })
+            ) {
+                // The iterator's snapshot may predate a re-seal whose old key versions were
+                // retired since (`rotate.rs`): read the record as it is now.
+                drop(self.inner.rekey_lock.read());
+                if self.inner.rekey_generation.load(Ordering::Acquire) != self.gen {
+                    let k = k.to_vec();
+                    r = match self.inner.get(cf::MESSAGES, &k) {
+                        Ok(Some(now)) => {
+                            self.inner
+                                .open_message(self.tenant, self.conv, id, &k, &now)
+                        }
+                        Ok(None) => continue,
+                        Err(e) => Err(e),
+                    };
+                }
+            }
+            match r {
                 // Expired messages, and those of a shredded window or author, are left out of
                 // every listing (a shredded conversation fails when the iterator is made).
                 Err(Error::Expired { .. }) | Err(Error::Shredded { .. }) => continue,

@@ -3,7 +3,9 @@
 
 use std::io::Write;
 
-use chatvault::{AuditEntry, AuditEvent, AuditOutcome, ChainHead, ExportScope, HoldScope};
+use chatvault::{
+    AuditEntry, AuditEvent, AuditOutcome, ChainHead, ExportScope, HoldScope, RotationStep,
+};
 use serde_json::{json, Value};
 
 use crate::common::{self, count, fmt_time, scope_json, shred_scope_text, VaultArgs};
@@ -211,6 +213,23 @@ fn event_text(e: &AuditEvent) -> String {
                 )
             }
         ),
+        AuditEvent::KeyRotation {
+            tenant,
+            conversation,
+            step,
+        } => {
+            let scope = match conversation {
+                Some(c) => format!("conversation {c} of tenant {tenant}"),
+                None => format!("tenant {tenant}"),
+            };
+            match step {
+                RotationStep::TenantKek => format!("tenant KEK of tenant {tenant} rotated"),
+                RotationStep::DataKeys => format!("data keys of {scope} rotated"),
+                RotationStep::OldVersionsRetired => {
+                    format!("old data-key versions of {scope} retired")
+                }
+            }
+        }
     }
 }
 
@@ -280,6 +299,19 @@ fn entry_json(e: &AuditEntry) -> Value {
             carried_out,
         } => json!({"event": "hold_released", "tenant": tenant.as_u64(), "hold": hold,
                     "carried_out": carried_out}),
+        AuditEvent::KeyRotation {
+            tenant,
+            conversation,
+            step,
+        } => {
+            let step = match step {
+                RotationStep::TenantKek => "tenant_kek",
+                RotationStep::DataKeys => "data_keys",
+                RotationStep::OldVersionsRetired => "old_versions_retired",
+            };
+            json!({"event": "key_rotation", "tenant": tenant.as_u64(),
+                   "conversation": conversation.map(|c| c.as_u64()), "step": step})
+        }
     };
     let outcome = match &e.outcome {
         AuditOutcome::Done => json!({"status": "done"}),

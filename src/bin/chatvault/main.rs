@@ -109,7 +109,8 @@ enum Command {
     /// left. Exit code 3 if it is not complete.
     #[command(after_help = purge::EXIT_CODES)]
     Purge(purge::PurgeArgs),
-    /// Rotate and retire root key versions.
+    /// Rotate and retire root key versions; rotate tenant KEKs and data keys, re-seal records
+    /// under the new versions and retire the old ones, while nothing is lost.
     Key {
         #[command(subcommand)]
         command: key::KeyCommand,

@@ -22,8 +22,8 @@ pub struct StatsArgs {
     /// "records_older_versions", "records_key_destroyed", "current_fraction"}], "total":
     /// {"tenants", "conversations", "messages"}, "keys": {"tenant_keks", "conversation_keys",
     /// "epoch_keys", "user_keys", "directory_keys", "shred_tombstones",
-    /// "key_paths_pending_reversioning", "queued_erasures", "root_key_version",
-    /// "tenant_keks_under_old_root"}, "column_families": [{"name", "estimated_keys",
+    /// "key_paths_pending_reversioning", "queued_erasures", "data_key_rotations_pending",
+    /// "root_key_version", "tenant_keks_under_old_root"}, "column_families": [{"name", "estimated_keys",
     /// "sst_bytes", "live_data_bytes", "dead_bytes", "memtable_bytes"}], "data_dir_bytes",
     /// "cached_keys", "secondary"}.
     #[arg(long)]
@@ -126,6 +126,7 @@ pub fn run(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
                     "shred_tombstones": ks.shred_tombstones,
                     "key_paths_pending_reversioning": ks.key_paths_pending_reversioning,
                     "queued_erasures": ks.queued_erasures,
+                    "data_key_rotations_pending": ks.data_key_rotations_pending,
                     "root_key_version": ks.root_key_version,
                     "tenant_keks_under_old_root": ks.tenant_keks_under_old_root,
                 },
@@ -163,6 +164,13 @@ pub fn run(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
         plural(ks.key_paths_pending_reversioning, "key path"),
         plural(ks.queued_erasures, "queued erasure"),
     )?;
+    if ks.data_key_rotations_pending > 0 {
+        writeln!(
+            out,
+            "data-key rotations awaiting re-seal and retirement: {} (`chatvault key reseal`)",
+            ks.data_key_rotations_pending
+        )?;
+    }
     for (t, k) in &ks.tenants {
         let name = names
             .get(t)
