@@ -535,7 +535,9 @@ impl Vault {
     /// every batch. It keeps no cursor: after a crash, call it again, and it continues (records
     /// already re-sealed are skipped by their header). If a data-key rotation of the scope was
     /// interrupted, it is finished first. With [`ResealOptions::retire`] (default) the old
-    /// versions are then retired ([`Vault::retire_data_keys`]).
+    /// versions are then retired ([`Vault::retire_data_keys`]). It changes no one's access to
+    /// anything, so it takes no actor: the rotation it finishes and the retirement are recorded
+    /// in the audit trail as done by an operator.
     ///
     /// Errors: [`Error::KeyVersionsInUse`] from the retirement when some records could not be
     /// re-sealed ([`ResealReport::failed`]: run `verify`); [`Error::NotFound`],
