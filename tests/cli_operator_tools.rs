@@ -388,6 +388,7 @@ fn stats_verify_rotate_and_compact_output() {
             "shred_tombstones",
             "key_paths_pending_reversioning",
             "queued_erasures",
+            "data_key_rotations_pending",
             "root_key_version",
             "tenant_keks_under_old_root"
         ])
