@@ -175,6 +175,9 @@ pub(crate) fn error_kind(e: &Error) -> &'static str {
         Error::Restricted { .. } => "Restricted",
         Error::ReadOnlySecondary { .. } => "ReadOnlySecondary",
         Error::RootKeyVersionRetired { .. } => "RootKeyVersionRetired",
+        Error::RootKeyVersionMissing { .. } => "RootKeyVersionMissing",
+        Error::VaultFormatTooNew { .. } => "VaultFormatTooNew",
+        Error::VaultFormatNeedsUpgrade { .. } => "VaultFormatNeedsUpgrade",
     }
 }
 

@@ -69,6 +69,7 @@ pub mod codec;
 pub mod envelope;
 mod error;
 mod export;
+mod format;
 mod fsutil;
 pub mod import;
 mod keycheck;
@@ -76,6 +77,7 @@ pub mod keys;
 mod model;
 mod ops;
 mod policy;
+mod progress;
 mod rekey;
 pub mod retention;
 mod rights;
@@ -88,6 +90,7 @@ pub use chain::{ChainBreak, ChainFault, ChainHead, ChainId, ChainReport};
 pub use checkpoint::RestoreReport;
 pub use error::{Error, Result};
 pub use export::{ExportOptions, ExportSummary, EXPORT_FORMAT, EXPORT_VERSION};
+pub use format::{stop_upgrade_after, NO_RECEIPT, OLDEST_UPGRADABLE_FORMAT, VAULT_FORMAT_VERSION};
 pub use keycheck::KEYCHECK_FILE;
 pub use keys::{KeyProvider, ProviderError, SecretKey, StaticKeyProvider, ROOT_KEY_ENV};
 pub use model::{
@@ -97,6 +100,7 @@ pub use model::{
 };
 pub use ops::{CompactReport, KeyStats, TenantKeyStats};
 pub use policy::{ConversationPurge, PurgeOptions, PurgeReport};
+pub use progress::{Progress, PROGRESS_EVERY};
 pub use rekey::RekeyReport;
 pub use retention::{
     Actor, Clock, FakeClock, History, Hold, HoldScope, Policy, PolicyChange, PolicyOverride,
