@@ -32,7 +32,11 @@
 //!   [`Vault::compact_scope`], root key rotation ([`Vault::rotate_root_key`]), consistent
 //!   copies ([`Vault::checkpoint`]) and [`Vault::restore`], which refuses a copy that needs a
 //!   root key version retired since; read-only secondary instances beside the writer
-//!   ([`Vault::open_secondary`]).
+//!   ([`Vault::open_secondary`]); progress reports of long calls
+//!   ([`Vault::verify_with_progress`], [`Progress`]). The vault records its format version
+//!   ([`VAULT_FORMAT_VERSION`], [`Vault::format_version`]): an older vault is upgraded in place
+//!   at open, crash-safely; a newer one is refused before anything is written
+//!   ([`Error::VaultFormatTooNew`]).
 //!
 //! Limits: message bodies up to [`VaultOptions::max_body_bytes`] (64 KiB by default); one writer
 //! process per vault (RocksDB's rule; read-only secondaries beside it); no search, no
