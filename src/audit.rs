@@ -197,6 +197,9 @@ pub(crate) fn error_kind(e: &Error) -> &'static str {
         Error::ReadOnlySecondary { .. } => "ReadOnlySecondary",
         Error::RootKeyVersionRetired { .. } => "RootKeyVersionRetired",
         Error::KeyVersionsInUse { .. } => "KeyVersionsInUse",
+        Error::RootKeyVersionMissing { .. } => "RootKeyVersionMissing",
+        Error::VaultFormatTooNew { .. } => "VaultFormatTooNew",
+        Error::VaultFormatNeedsUpgrade { .. } => "VaultFormatNeedsUpgrade",
     }
 }
 

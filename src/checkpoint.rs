@@ -131,7 +131,9 @@ impl Vault {
     /// holds the keys: see DESIGN.md §7, "Restoring a checkpoint".
     ///
     /// Errors: [`Error::InvalidInput`] if `checkpoint` is not a chatvault checkpoint (no
-    /// `KEYCHECK` or no RocksDB `CURRENT` file) or the two directories overlap;
+    /// `KEYCHECK` or no RocksDB `CURRENT` file), is a data directory that a process holds open
+    /// for writing (Linux: its `LOCK` is held), or the two directories overlap (the same
+    /// directory, or one inside the other);
     /// [`Error::AlreadyExists`] if `data_dir` is a file or a non-empty directory;
     /// [`Error::WrongRootKey`] if the root key does not open it; [`Error::RootKeyVersionRetired`]
     /// if it needs a retired root key version; [`Error::Io`], [`Error::Storage`].
@@ -171,6 +173,17 @@ impl Vault {
                 "the restore target {} and the checkpoint {} overlap; restore into a directory \
                  outside the checkpoint",
                 to.display(),
+                from.display()
+            )));
+        }
+        // A data directory that a process holds open for writing is not a checkpoint: copying
+        // its files while RocksDB writes them gives no consistent copy.
+        if let Some(pid) = fsutil::lock_holder(&from.join("LOCK")) {
+            return Err(Error::InvalidInput(format!(
+                "{} is the data directory of a vault that a process (pid {pid}) holds open for \
+                 writing, not a checkpoint: its files change while they are copied. Take a \
+                 checkpoint of it (`chatvault checkpoint DIR` once that process is stopped, or \
+                 Vault::checkpoint inside it) and restore that",
                 from.display()
             )));
         }

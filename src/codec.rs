@@ -59,6 +59,9 @@ pub(crate) mod meta {
     /// record's nonce and ciphertext, each XOR 0xFF (so the marker never matches itself). The
     /// purge verifies by its raw scan that those bytes are gone, then deletes the marker.
     pub const REWRITTEN: u8 = 0x16;
+    /// `0x1D` → the vault's format version (`crate::format`): which layout every record
+    /// follows; written last by the upgrade at open. `0x1E` is reserved for format work.
+    pub const FORMAT: u8 = 0x1D;
     /// `0x0F` → time of the last purge (i64 BE, UTC ms).
     pub const LAST_PURGE: u8 = 0x0F;
     /// `0x1A | tenant | conv` → a data-key rotation of that scope (conv 0: the whole tenant)

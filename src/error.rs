@@ -25,6 +25,63 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The vault was written in a format version newer than this build knows (a newer
+    /// chatvault wrote it). It was refused before anything was written: open it with the
+    /// build named in the message, or a newer one.
+    #[error(
+        "the vault at {path} has format version {found}, written by {written_by}; this build \
+         ({this_build}) reads format versions up to {supported}, so it refused the vault and \
+         wrote nothing. Open it with {written_by} or newer"
+    )]
+    VaultFormatTooNew {
+        /// Data directory of the vault.
+        path: PathBuf,
+        /// The vault's format version.
+        found: u32,
+        /// The build that wrote it, as its format record names it (`chatvault X.Y.Z`).
+        written_by: String,
+        /// The newest format version this build reads ([`crate::VAULT_FORMAT_VERSION`]).
+        supported: u32,
+        /// This build (`chatvault X.Y.Z`).
+        this_build: String,
+    },
+
+    /// The vault has an older format version, which a writer upgrades in place at open; a
+    /// read-only secondary instance never writes, so it refused the vault.
+    #[error(
+        "the vault at {path} has format version {found}, older than this build's {current}; \
+         a read-only secondary instance never upgrades a vault: open it once for writing with \
+         this build (any command without --secondary while no other process holds it, or \
+         `Vault::open` in the process that serves it), which upgrades it in place, then open \
+         the secondary again"
+    )]
+    VaultFormatNeedsUpgrade {
+        /// Data directory of the vault.
+        path: PathBuf,
+        /// The vault's format version.
+        found: u32,
+        /// The format version this build writes.
+        current: u32,
+    },
+
+    /// The vault's key-check file is wrapped under a root key version that the root key given
+    /// does not hold (for example a bare 64-hex-digit `CHATVAULT_ROOT_KEY`, read as version 1,
+    /// after a rotation). Nothing was written.
+    #[error(
+        "the vault at {path} needs root key version {needed}, and the root key given holds \
+         version(s) {held}: pass the key file, which holds every version, or give the key as \
+         VERSION:HEX entries (`CHATVAULT_ROOT_KEY={needed}:<64 hex digits>`; a bare 64-hex-digit \
+         key is read as version 1)"
+    )]
+    RootKeyVersionMissing {
+        /// Data directory of the vault.
+        path: PathBuf,
+        /// The root key version the key-check file is wrapped under.
+        needed: u32,
+        /// The versions the provider holds, as text (`1`).
+        held: String,
+    },
+
     /// The key provider could not wrap or unwrap a key.
     #[error("key provider: {0}")]
     KeyProvider(#[from] crate::keys::ProviderError),
@@ -155,9 +212,11 @@ pub enum Error {
     #[error(
         "the copy at {path} needs root key version {needed}, which the key file no longer \
          holds (it holds {held}): a purge after this copy was taken re-versioned the keys and \
-         retired version {needed}, so that copies made before cannot open data shredded since. \
-         Restore it with the key file kept from the time of the copy, then shred again what the \
-         receipt chain (`chatvault receipts show`) says was shredded since"
+         retired version {needed}, so that copies made before cannot open data destroyed since \
+         (shredded, or days whose every message expired under retention: the purge destroys \
+         their keys too). Restore it with the key file kept from the time of the copy, then \
+         shred again what the receipt chain (`chatvault receipts show`) says was shredded since \
+         (what expired expires again by itself: retention is decided from the clock)"
     )]
     RootKeyVersionRetired {
         /// The copy (checkpoint or backup directory).

@@ -39,3 +39,42 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io:
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
+
+/// The id of a process that holds a POSIX lock on `file` (RocksDB's `LOCK` file of a database
+/// open for writing), read from Linux's `/proc/locks`; `None` if no process does, the file does
+/// not exist, or the system has no `/proc/locks`.
+pub(crate) fn lock_holder(file: &Path) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(file).ok()?;
+        let dev = m.dev();
+        let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff);
+        let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff);
+        let ino = m.ino();
+        let locks = std::fs::read_to_string("/proc/locks").ok()?;
+        for line in locks.lines() {
+            // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (waiters have "->" after the id)
+            let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
+            let (Some(pid), Some(place)) = (f.get(4), f.get(5)) else {
+                continue;
+            };
+            let mut p = place.split(':');
+            let (Some(ma), Some(mi), Some(i)) = (p.next(), p.next(), p.next()) else {
+                continue;
+            };
+            if u64::from_str_radix(ma, 16).ok() == Some(major)
+                && u64::from_str_radix(mi, 16).ok() == Some(minor)
+                && i.parse::<u64>().ok() == Some(ino)
+            {
+                return pid.parse().ok();
+            }
+        }
+        None
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        None
+    }
+}

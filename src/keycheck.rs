@@ -121,11 +121,21 @@ pub(crate) fn open(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey> 
     let (vault_id, blob) = read(dir)?;
     match provider.unwrap(&blob, &aad(&vault_id)) {
         Ok(k) => Ok(k),
-        Err(ProviderError::Authentication) | Err(ProviderError::UnknownVersion(_)) => {
-            Err(Error::WrongRootKey {
-                path: dir.to_path_buf(),
-            })
-        }
+        Err(ProviderError::Authentication) => Err(Error::WrongRootKey {
+            path: dir.to_path_buf(),
+        }),
+        // Name the version: "wrong key" would send the operator looking for another key when
+        // the key may be right but given under the wrong version.
+        Err(ProviderError::UnknownVersion(needed)) => Err(Error::RootKeyVersionMissing {
+            path: dir.to_path_buf(),
+            needed,
+            held: provider
+                .versions()
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
         Err(ProviderError::Malformed(m)) => Err(Error::corrupt(what(), m)),
         Err(e) => Err(e.into()),
     }

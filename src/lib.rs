@@ -34,7 +34,11 @@
 //!   [`Vault::rotate_data_keys`], [`Vault::reseal`], [`Vault::retire_data_keys`]), consistent
 //!   copies ([`Vault::checkpoint`]) and [`Vault::restore`], which refuses a copy that needs a
 //!   root key version retired since; read-only secondary instances beside the writer
-//!   ([`Vault::open_secondary`]).
+//!   ([`Vault::open_secondary`]); progress reports of long calls
+//!   ([`Vault::verify_with_progress`], [`Progress`]). The vault records its format version
+//!   ([`VAULT_FORMAT_VERSION`], [`Vault::format_version`]): an older vault is upgraded in place
+//!   at open, crash-safely; a newer one is refused before anything is written
+//!   ([`Error::VaultFormatTooNew`]).
 //!
 //! Limits: message bodies up to [`VaultOptions::max_body_bytes`] (64 KiB by default); one writer
 //! process per vault (RocksDB's rule; read-only secondaries beside it); no search, no
@@ -71,6 +75,7 @@ pub mod codec;
 pub mod envelope;
 mod error;
 mod export;
+mod format;
 mod fsutil;
 pub mod import;
 mod keycheck;
@@ -78,6 +83,7 @@ pub mod keys;
 mod model;
 mod ops;
 mod policy;
+mod progress;
 mod rekey;
 pub mod retention;
 mod rights;
@@ -91,6 +97,7 @@ pub use chain::{ChainBreak, ChainFault, ChainHead, ChainId, ChainReport};
 pub use checkpoint::RestoreReport;
 pub use error::{Error, Result};
 pub use export::{ExportOptions, ExportSummary, EXPORT_FORMAT, EXPORT_VERSION};
+pub use format::{stop_upgrade_after, NO_RECEIPT, OLDEST_UPGRADABLE_FORMAT, VAULT_FORMAT_VERSION};
 pub use keycheck::KEYCHECK_FILE;
 pub use keys::{KeyProvider, ProviderError, SecretKey, StaticKeyProvider, ROOT_KEY_ENV};
 pub use model::{
@@ -100,6 +107,7 @@ pub use model::{
 };
 pub use ops::{CompactReport, KeyStats, TenantKeyStats};
 pub use policy::{ConversationPurge, PurgeOptions, PurgeReport};
+pub use progress::{Progress, PROGRESS_EVERY};
 pub use rekey::RekeyReport;
 pub use retention::{
     Actor, Clock, FakeClock, History, Hold, HoldScope, Policy, PolicyChange, PolicyOverride,

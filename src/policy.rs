@@ -570,8 +570,24 @@ impl Vault {
     /// Releases a legal hold (admins only). Retention resumes at once for what it covered, and
     /// the originals and revisions of messages deleted while it applied are removed (unless
     /// another hold still covers them). Erasures queued ([`Vault::shred_or_queue`]) that no
-    /// other hold covers are carried out in the same WriteBatch as the release.
+    /// other hold covers are carried out in the same WriteBatch as the release
+    /// ([`Vault::release_hold_with_receipts`] returns their receipts).
     pub fn release_hold(&self, tenant: TenantId, actor: Actor, hold: u64) -> Result<()> {
+        self.release_hold_with_receipts(tenant, actor, hold)
+            .map(|_| ())
+    }
+
+    /// [`Vault::release_hold`], returning the receipts of the queued erasures the release
+    /// carried out (empty if none was due), in the order they were carried out.
+    ///
+    /// Errors: [`Error::NotFound`] (no such hold), [`Error::PermissionDenied`] (not an
+    /// admin), [`Error::Storage`].
+    pub fn release_hold_with_receipts(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        hold: u64,
+    ) -> Result<Vec<crate::shred::ShredReceipt>> {
         let t = tenant.0;
         self.inner.tenant_state(t)?;
         if !actor.is_admin() {
@@ -628,7 +644,7 @@ impl Vault {
         for c in convs {
             self.drop_kept_revisions(&tr, t, c)?;
         }
-        Ok(())
+        Ok(staged.iter().map(|s| s.receipt().clone()).collect())
     }
 
     /// The markers of rectified profiles whose old version awaits a purge: (key, masked bytes).

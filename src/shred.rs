@@ -236,6 +236,11 @@ impl Staged {
     pub(crate) fn receipt_seq(&self) -> u64 {
         self.receipt.seq
     }
+
+    /// The staged shred's receipt.
+    pub(crate) fn receipt(&self) -> &ShredReceipt {
+        &self.receipt
+    }
 }
 
 impl Vault {

@@ -188,6 +188,8 @@ pub(crate) struct Inner {
     pub(crate) secondary: Option<PathBuf>,
     /// The audit trail (chain id 2; `audit.rs`). Always locked after `receipts` when both are.
     pub(crate) audit: Chain,
+    /// The format version the open upgraded the vault from, if it did (`format.rs`).
+    pub(crate) upgraded_from: std::sync::OnceLock<u32>,
 }
 
 /// A chain of the vault, its tip read from its last stored entry.
@@ -323,14 +325,19 @@ impl Vault {
                 .map_err(Error::io("making private", path))?;
         }
         let vault_key = keycheck::create(path, provider.as_ref())?;
-        Self::open_db(path, provider, vault_key, opts, None)
+        Self::open_db(path, provider, vault_key, opts, None, true)
     }
 
     /// Opens an existing vault. The root key is checked against the key-check file before
     /// RocksDB is opened, so a wrong key changes nothing on disk.
     ///
+    /// A vault of an older format version ([`crate::VAULT_FORMAT_VERSION`]) is upgraded in
+    /// place, crash-safely ([`Vault::upgraded_from`] says so); one of a newer version is refused
+    /// before anything is written (DESIGN.md §2, "Vault format version").
+    ///
     /// Errors: [`Error::WrongRootKey`]; [`Error::NotFound`] if `path` holds no vault;
-    /// [`Error::Storage`] if RocksDB cannot open it (for example another process holds it).
+    /// [`Error::VaultFormatTooNew`]; [`Error::Storage`] if RocksDB cannot open it (for example
+    /// another process holds it).
     pub fn open(
         path: impl AsRef<Path>,
         provider: Arc<dyn KeyProvider>,
@@ -344,7 +351,10 @@ impl Vault {
                 "the key-check file exists but the RocksDB database does not",
             ));
         }
-        Self::open_db(path, provider, vault_key, opts, None)
+        // A newer format is refused before RocksDB is opened for writing (which would write
+        // its LOG, a MANIFEST and a WAL).
+        crate::format::probe(path)?;
+        Self::open_db(path, provider, vault_key, opts, None, false)
     }
 
     /// Opens an existing vault **read-only, beside the process that holds it open for
@@ -362,8 +372,9 @@ impl Vault {
     /// rotates the root key (or a purge re-versions key paths), tenant KEKs are wrapped under a
     /// version this provider may not hold; open the secondary again with the updated key file.
     ///
-    /// Errors: as [`Vault::open`] ([`Error::WrongRootKey`], [`Error::NotFound`]);
-    /// [`Error::InvalidInput`] if `secondary_dir` lies inside the data directory;
+    /// Errors: as [`Vault::open`] ([`Error::WrongRootKey`], [`Error::NotFound`],
+    /// [`Error::VaultFormatTooNew`]); [`Error::VaultFormatNeedsUpgrade`] for a vault of an
+    /// older format version (a secondary never upgrades); [`Error::InvalidInput`] if `secondary_dir` lies inside the data directory;
     /// [`Error::Storage`] if RocksDB cannot open the secondary instance.
     pub fn open_secondary(
         path: impl AsRef<Path>,
@@ -389,7 +400,7 @@ impl Vault {
             ));
         }
         std::fs::create_dir_all(secondary_dir).map_err(Error::io("creating", secondary_dir))?;
-        Self::open_db(path, provider, vault_key, opts, Some(secondary_dir))
+        Self::open_db(path, provider, vault_key, opts, Some(secondary_dir), false)
     }
 
     /// Whether this handle is a read-only secondary instance ([`Vault::open_secondary`]).
@@ -428,6 +439,7 @@ impl Vault {
         vault_key: SecretKey,
         opts: VaultOptions,
         secondary: Option<&Path>,
+        creating: bool,
     ) -> Result<Vault> {
         let cache = rocksdb::Cache::new_lru_cache(opts.block_cache_bytes);
         let retention = Shared::new(opts.clock.clone());
@@ -478,6 +490,7 @@ impl Vault {
             receipts,
             secondary: secondary.map(Path::to_path_buf),
             audit,
+            upgraded_from: std::sync::OnceLock::new(),
         };
         let next = inner
             .get(cf::META, &[codec::meta::NEXT_IID])?
@@ -487,6 +500,8 @@ impl Vault {
         let vault = Vault {
             inner: Arc::new(inner),
         };
+        // Before anything reads records: a newer format is refused, an older one upgraded.
+        vault.check_format(creating)?;
         vault.load_retention()?;
         if secondary.is_some() {
             tracing::info!(path = %path.display(), "vault opened as a read-only secondary");
@@ -1367,14 +1382,29 @@ impl Vault {
     /// `CompactRange` with `BottommostLevelCompaction::Force`), so that deleted data leaves
     /// the SST files.
     pub fn compact(&self) -> Result<()> {
+        self.compact_with_progress(&|_| {})
+    }
+
+    /// [`Vault::compact`], reporting its progress to `progress`: one stage per column family
+    /// (`done` is 0 at its start, 1 once it is compacted; `total` is 1).
+    ///
+    /// Errors: as [`Vault::compact`].
+    pub fn compact_with_progress(
+        &self,
+        progress: &dyn Fn(crate::progress::Progress<'_>),
+    ) -> Result<()> {
         let i = &self.inner;
         i.writable("compacting")?;
         self.flush()?;
         let mut co = rocksdb::CompactOptions::default();
         co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         co.set_exclusive_manual_compaction(false);
+        let mut tick = crate::progress::Ticker::new(progress, cf::ALL.len() as u32);
         for name in cf::ALL {
+            tick.stage(name, Some(1));
             i.db.compact_range_cf_opt(&i.cf(name)?, None::<&[u8]>, None::<&[u8]>, &co);
+            tick.tick();
+            tick.end_stage();
         }
         Ok(())
     }

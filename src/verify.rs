@@ -10,6 +10,7 @@ use crate::codec::{self, be32, be64, Iid};
 use crate::envelope::{self, MetaKind, RecordHeader};
 use crate::error::{Error, Result};
 use crate::model::{ConversationId, TenantId};
+use crate::progress::{Progress, Ticker};
 use crate::vault::{cf, KeyId, Vault};
 
 /// Counts of one conversation's records (current revisions, deletion markers and older
@@ -70,18 +71,38 @@ impl Vault {
     /// Errors: [`Error::Storage`] if RocksDB cannot be read; everything wrong with the stored
     /// data goes in the report instead.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with_progress(&|_| {})
+    }
+
+    /// [`Vault::verify`], reporting its progress to `progress`: one stage per column family
+    /// (`keys`, `meta`, `messages`, `revisions`, `time_index`), with the records checked and
+    /// RocksDB's estimate of the column family's keys.
+    ///
+    /// Errors: as [`Vault::verify`].
+    pub fn verify_with_progress(&self, progress: &dyn Fn(Progress<'_>)) -> Result<VerifyReport> {
         let mut r = VerifyReport::default();
+        let mut tick = Ticker::new(progress, 5);
         // RocksDB's own checks (block checksums) stop an iteration at a damaged file: that is a
         // failure of the column family, reported with the others, and the next one goes on.
         let steps: [(&str, Step); 5] = [
-            (cf::KEYS, |v, r| v.verify_keys(r)),
-            (cf::META, |v, r| v.verify_meta(r)),
-            (cf::MESSAGES, |v, r| v.verify_records(r, cf::MESSAGES)),
-            (cf::REVISIONS, |v, r| v.verify_records(r, cf::REVISIONS)),
-            (cf::TIME_INDEX, |v, r| v.verify_index(r)),
+            (cf::KEYS, |v, r, p| v.verify_keys(r, p)),
+            (cf::META, |v, r, p| v.verify_meta(r, p)),
+            (cf::MESSAGES, |v, r, p| v.verify_records(r, cf::MESSAGES, p)),
+            (cf::REVISIONS, |v, r, p| {
+                v.verify_records(r, cf::REVISIONS, p)
+            }),
+            (cf::TIME_INDEX, |v, r, p| v.verify_index(r, p)),
         ];
         for (name, step) in steps {
-            match step(self, &mut r) {
+            let i = &self.inner;
+            let total =
+                i.db.property_int_value_cf(&i.cf(name)?, "rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten();
+            tick.stage(name, total);
+            let res = step(self, &mut r, &mut tick);
+            tick.end_stage();
+            match res {
                 Ok(()) => {}
                 Err(e @ Error::Storage { .. }) => r.failures.push(VerifyFailure {
                     what: format!("column family {name}"),
@@ -93,12 +114,13 @@ impl Vault {
         Ok(r)
     }
 
-    fn verify_keys(&self, r: &mut VerifyReport) -> Result<()> {
+    fn verify_keys(&self, r: &mut VerifyReport, tick: &mut Ticker<'_>) -> Result<()> {
         let i = &self.inner;
         let gen = i.rekey_generation.load(Ordering::Acquire);
         let mut it = i.db.raw_iterator_cf(&i.cf(cf::KEYS)?);
         it.seek_to_first();
         while it.valid() {
+            tick.tick();
             if let Some(k) = it.key() {
                 let what = || format!("wrapped key {}", hex::encode(k));
                 match key_id(k) {
@@ -125,12 +147,13 @@ impl Vault {
         it.status().map_err(Error::storage("verifying keys"))
     }
 
-    fn verify_meta(&self, r: &mut VerifyReport) -> Result<()> {
+    fn verify_meta(&self, r: &mut VerifyReport, tick: &mut Ticker<'_>) -> Result<()> {
         let i = &self.inner;
         let snap = i.retention.current();
         let mut it = i.db.raw_iterator_cf(&i.cf(cf::META)?);
         it.seek_to_first();
         while it.valid() {
+            tick.tick();
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 break;
             };
@@ -209,13 +232,19 @@ impl Vault {
         it.status().map_err(Error::storage("verifying metadata"))
     }
 
-    fn verify_records(&self, r: &mut VerifyReport, cf_name: &'static str) -> Result<()> {
+    fn verify_records(
+        &self,
+        r: &mut VerifyReport,
+        cf_name: &'static str,
+        tick: &mut Ticker<'_>,
+    ) -> Result<()> {
         let i = &self.inner;
         let revisions = cf_name == cf::REVISIONS;
         let gen = i.rekey_generation.load(Ordering::Acquire);
         let mut it = i.db.raw_iterator_cf(&i.cf(cf_name)?);
         it.seek_to_first();
         while it.valid() {
+            tick.tick();
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 break;
             };
@@ -299,13 +328,14 @@ impl Vault {
     }
 
     /// Time-index entries without a record.
-    fn verify_index(&self, r: &mut VerifyReport) -> Result<()> {
+    fn verify_index(&self, r: &mut VerifyReport, tick: &mut Ticker<'_>) -> Result<()> {
         let i = &self.inner;
         let snap = i.retention.current();
         let now = i.opts.clock.now_ms();
         let mut it = i.db.raw_iterator_cf(&i.cf(cf::TIME_INDEX)?);
         it.seek_to_first();
         while it.valid() {
+            tick.tick();
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 break;
             };
@@ -337,7 +367,7 @@ impl Vault {
 }
 
 /// One pass of `verify` over one column family.
-type Step = fn(&Vault, &mut VerifyReport) -> Result<()>;
+type Step = fn(&Vault, &mut VerifyReport, &mut Ticker<'_>) -> Result<()>;
 
 /// The key id a `keys` column family key names (with its explicit version).
 fn key_id(k: &[u8]) -> Option<KeyId> {

@@ -64,9 +64,14 @@ fn stderr(o: &Output) -> String {
 
 /// Expects exit code 1 and returns stderr.
 fn fails(o: Output) -> String {
+    fails_with(o, 1)
+}
+
+/// Expects exit code `code` (2: bad usage) and returns stderr.
+fn fails_with(o: Output, code: i32) -> String {
     assert_eq!(
         o.status.code(),
-        Some(1),
+        Some(code),
         "stdout:\n{}\nstderr:\n{}",
         String::from_utf8_lossy(&o.stdout),
         stderr(&o)
@@ -208,7 +213,7 @@ fn init_checks_everything_before_creating_anything() {
         .arg(&cli.data)
         .output()
         .expect("run");
-    let e = fails(o);
+    let e = fails_with(o, 2);
     assert!(e.contains("init needs --key-file"), "{e}");
     assert!(!cli.data.exists());
 
@@ -406,8 +411,16 @@ fn purge_on_an_empty_vault_and_bad_retention_values() {
         "irc",
         sample().join("new-domains").to_str().expect("utf-8"),
     ]);
-    let e = fails(cli.run(&["retention", "set", "rust", "--retention", "10s"]));
-    assert!(e.contains("at least"), "{e}");
+    // Below one minute is bad usage (exit 2, like a malformed duration), caught before the
+    // vault is opened.
+    let e = fails_with(
+        cli.run(&["retention", "set", "rust", "--retention", "10s"]),
+        2,
+    );
+    assert!(
+        e.contains("shorter than one minute") && e.contains("at least"),
+        "{e}"
+    );
     let e = fails(cli.run(&["retention", "set", "rust"]));
     assert!(e.contains("nothing to change"), "{e}");
     let o = cli.run(&["retention", "set", "rust", "--retention", "soon"]);
@@ -416,4 +429,34 @@ fn purge_on_an_empty_vault_and_bad_retention_values() {
         cli.ok(&["ls", "rust"]),
         "rust.0\t1200 messages\t(last message id 1200)\n"
     );
+}
+
+#[test]
+fn a_bare_hex_root_key_after_a_rotation_is_told_which_version_the_vault_needs() {
+    let cli = Cli::init();
+    cli.ok(&["key", "rotate-root"]);
+    let text = std::fs::read_to_string(&cli.key).expect("key file");
+    let v2 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("2:"))
+        .expect("version 2 line")
+        .to_string();
+    let run_env = |value: &str| {
+        cli.bare()
+            .args(["ls", "--data"])
+            .arg(&cli.data)
+            .env("CHATVAULT_ROOT_KEY", value)
+            .output()
+            .expect("run")
+    };
+    // The right key, but bare hex is read as version 1: the message names version 2 and the
+    // VERSION:HEX form, not "wrong root key".
+    let e = fails(run_env(&v2));
+    assert!(e.contains("needs root key version 2"), "{e}");
+    assert!(e.contains("holds version(s) 1"), "{e}");
+    assert!(e.contains("CHATVAULT_ROOT_KEY=2:"), "{e}");
+    assert!(!e.contains("wrong root key"), "{e}");
+    // Given with its version, it opens.
+    let o = run_env(&format!("2:{v2}"));
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -358,9 +358,11 @@ fn stats_verify_rotate_and_compact_output() {
             "column_families",
             "data_dir_bytes",
             "cached_keys",
-            "secondary"
+            "secondary",
+            "format_version"
         ])
     );
+    assert_eq!(s["format_version"], 2);
     assert_eq!(
         keys(&s["tenants"][0]),
         set(&[

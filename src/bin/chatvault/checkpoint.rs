@@ -49,7 +49,11 @@ pub struct RestoreArgs {
 pub fn checkpoint(args: &CheckpointArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let v = common::open(&args.vault, "Vault::checkpoint")?;
     let start = Instant::now();
-    v.checkpoint(&args.dir)?;
+    {
+        let progress = common::Progress::new("checkpoint", args.json);
+        progress.step("flushing and linking the files");
+        v.checkpoint(&args.dir)?;
+    }
     let ms = start.elapsed().as_millis() as u64;
     let root = v.key_stats()?.root_key_version;
     if args.json {
@@ -79,12 +83,16 @@ pub fn restore(args: &RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
         common::refuse_key_inside_data(key, &args.checkpoint)?;
     }
     let p = common::provider(&args.vault)?;
-    let r = match Vault::restore(
+    let progress = common::Progress::new("restore", args.json);
+    progress.step("copying the files, then opening the copy with the root key");
+    let restored = Vault::restore(
         &args.checkpoint,
         &args.vault.data,
         p,
         VaultOptions::default(),
-    ) {
+    );
+    drop(progress);
+    let r = match restored {
         Ok(r) => r,
         Err(e @ Error::RootKeyVersionRetired { .. }) => {
             return Err(Failure {

@@ -2,7 +2,7 @@
 //! (with the checks the library leaves to its caller), the output stream and formatting.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -64,6 +64,8 @@ pub fn print_json(out: &mut impl Write, v: &serde_json::Value) -> anyhow::Result
     Ok(())
 }
 
+/// Exit code of bad usage (as clap's for a bad flag): nothing was done.
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code of `purge` when expired records are still on disk.
 pub const EXIT_PURGE_INCOMPLETE: u8 = 3;
 /// Exit code of `shred` when a legal hold covers the scope (nothing destroyed, nothing queued).
@@ -73,6 +75,21 @@ pub const EXIT_LEGAL_HOLD: u8 = 4;
 pub const EXIT_VERIFY_FAILED: u8 = 5;
 /// Same code as [`EXIT_VERIFY_FAILED`], named for `receipts verify`.
 pub const EXIT_CHAIN_BROKEN: u8 = EXIT_VERIFY_FAILED;
+/// Exit code of every command when the vault's format version is one this build cannot use:
+/// newer than it knows (`Error::VaultFormatTooNew`), or older on a read-only secondary, which
+/// never upgrades (`Error::VaultFormatNeedsUpgrade`).
+pub const EXIT_FORMAT: u8 = 8;
+
+/// The exit code a library error calls for, when it is not 1 (looked up through the whole
+/// context chain).
+pub fn exit_code_of(e: &anyhow::Error) -> Option<u8> {
+    e.chain().find_map(|c| match c.downcast_ref::<Error>() {
+        Some(Error::VaultFormatTooNew { .. } | Error::VaultFormatNeedsUpgrade { .. }) => {
+            Some(EXIT_FORMAT)
+        }
+        _ => None,
+    })
+}
 
 /// CHATVAULT_ROOT_KEY, if set to something other than blanks (an empty variable counts as
 /// unset).
@@ -327,6 +344,68 @@ pub fn user(
     }
 }
 
+// ------------------------------------------------------------------ progress
+
+/// Whether a long command draws progress: only when stderr is a terminal, and never with
+/// `--json` (a script reads the output; it wants no escape codes on stderr either). Piped or
+/// redirected stderr gets none. Every command that shows progress asks this, so the rule is
+/// in one place.
+pub fn show_progress(json: bool) -> bool {
+    !json && io::stderr().is_terminal()
+}
+
+/// The progress display of long commands (verify, purge, compact, checkpoint, restore), on
+/// stderr, in one style: `⠋ verify: messages 12,288/40,000 [2/5] (3s)`. Hidden (draws
+/// nothing) unless [`show_progress`]. Cleared when dropped, so that only the command's own
+/// output stays on the terminal.
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+}
+
+impl Progress {
+    /// A display for `command` (`verify`, `purge`, ...); `json`: the command's `--json`.
+    pub fn new(command: &str, json: bool) -> Progress {
+        if !show_progress(json) {
+            return Progress {
+                bar: indicatif::ProgressBar::hidden(),
+            };
+        }
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(command.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Progress { bar }
+    }
+
+    /// Shows what the command does now (for steps the library does not count, such as a
+    /// checkpoint).
+    pub fn step(&self, what: &str) {
+        self.bar.set_message(what.to_string());
+    }
+
+    /// Shows a library progress report.
+    pub fn report(&self, p: chatvault::Progress<'_>) {
+        let counts = match p.total {
+            Some(t) if t >= p.done => format!("{}/{t}", p.done),
+            _ => p.done.to_string(),
+        };
+        self.bar.set_message(format!(
+            "{} {counts} [{}/{}]",
+            p.stage, p.stage_no, p.stages
+        ));
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 // ------------------------------------------------------------------ output
 
 /// Standard output whose write errors say that writing the output failed (`read > /dev/full`
@@ -422,6 +501,12 @@ pub fn parse_retention(s: &str) -> Result<Retention, String> {
         })?;
         u64::try_from(d.as_millis()).map_err(|_| format!("{s:?} is too long"))?
     };
+    if ms < chatvault::retention::MIN_RETENTION_MS {
+        return Err(format!(
+            "{s:?} is shorter than one minute, the shortest retention period; give at least \
+             1m (60000 ms), or turn history off with --history off"
+        ));
+    }
     Ok(Retention::Period { ms })
 }
 

@@ -5,6 +5,8 @@ use std::io::Write;
 use anyhow::bail;
 use chatvault::{Actor, Error, Hold, HoldScope, TenantId, Vault};
 
+use serde_json::{json, Value};
+
 use crate::common::{self, fmt_time, VaultArgs};
 
 #[derive(clap::Subcommand)]
@@ -28,6 +30,9 @@ pub struct AddArgs {
     /// Why (matter name, ticket); kept with the hold.
     #[arg(long, value_name = "TEXT")]
     reason: String,
+    /// Print one JSON object: the hold, as in `hold list --json`.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -53,6 +58,11 @@ pub struct ReleaseArgs {
     tenant: String,
     /// The hold's id (`chatvault hold list TENANT`).
     hold_id: u64,
+    /// Print one JSON object: {"tenant", "tenant_id", "released" (the hold's id),
+    /// "carried_out": [{"seq", "scope": {"kind", ...}, "at_ms", "key_ranges"}]: the queued
+    /// erasures the release carried out}.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -61,6 +71,11 @@ pub struct ListArgs {
     vault: VaultArgs,
     /// Tenant name.
     tenant: String,
+    /// Print one JSON object: {"tenant", "tenant_id", "holds": [{"id", "scope": {"kind":
+    /// "tenant"|"conversation"|"custodian", "conversation", "conversation_id", "custodian",
+    /// "custodian_id"}, "reason", "placed_by", "placed_by_id", "placed_at_ms"}]}.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(cmd: HoldCommand, out: &mut impl Write) -> anyhow::Result<()> {
@@ -88,6 +103,9 @@ fn add(a: &AddArgs, out: &mut impl Write) -> anyhow::Result<()> {
     };
     let h = v.place_hold(t, Actor::operator(), scope, &a.reason)?;
     tracing::info!(tenant = %a.tenant, hold = h.id, ?scope, "legal hold placed");
+    if a.json {
+        return common::print_json(out, &hold_json(&v, t, &h));
+    }
     writeln!(
         out,
         "placed legal hold {} on {} of tenant {}: nothing it covers expires or is deleted until \
@@ -104,8 +122,8 @@ fn add(a: &AddArgs, out: &mut impl Write) -> anyhow::Result<()> {
 fn release(a: &ReleaseArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let v = common::open(&a.vault, "Vault::release_hold")?;
     let t = common::tenant(&v, &a.tenant)?;
-    match v.release_hold(t, Actor::operator(), a.hold_id) {
-        Ok(()) => {}
+    let carried_out = match v.release_hold_with_receipts(t, Actor::operator(), a.hold_id) {
+        Ok(r) => r,
         Err(Error::NotFound { .. }) => bail!(
             "tenant {:?} has no legal hold {} (`chatvault hold list {}` lists them)",
             a.tenant,
@@ -113,14 +131,61 @@ fn release(a: &ReleaseArgs, out: &mut impl Write) -> anyhow::Result<()> {
             a.tenant
         ),
         Err(e) => return Err(e.into()),
+    };
+    tracing::info!(tenant = %a.tenant, hold = a.hold_id, carried_out = carried_out.len(), "legal hold released");
+    if a.json {
+        let items: Vec<Value> = carried_out
+            .iter()
+            .map(|r| {
+                json!({
+                    "seq": r.seq,
+                    "queued_seq": r.queued,
+                    "scope": serde_json::from_str::<Value>(&common::scope_json(&r.scope))
+                        .unwrap_or(Value::Null),
+                    "at_ms": r.at_ms,
+                    "key_ranges": r.key_ranges,
+                })
+            })
+            .collect();
+        return common::print_json(
+            out,
+            &json!({
+                "tenant": a.tenant,
+                "tenant_id": t.as_u64(),
+                "released": a.hold_id,
+                "carried_out": items,
+            }),
+        );
     }
-    tracing::info!(tenant = %a.tenant, hold = a.hold_id, "legal hold released");
     writeln!(
         out,
         "released legal hold {} of tenant {}: retention applies again to what it covered \
          (expired messages are hidden now; `chatvault purge` removes them from disk)",
         a.hold_id, a.tenant
     )?;
+    if !carried_out.is_empty() {
+        writeln!(
+            out,
+            "carried out {} queued under it (no other hold covers them; it cannot be undone):",
+            common::count(carried_out.len() as u64, "erasure", "erasures")
+        )?;
+        for r in &carried_out {
+            writeln!(
+                out,
+                "  shredded {} (receipt {}{}, key ranges {})",
+                common::shred_scope_text(t, &r.scope),
+                r.seq,
+                r.queued
+                    .map(|q| format!(", queued as receipt {q}"))
+                    .unwrap_or_default(),
+                r.key_ranges.join(" ")
+            )?;
+        }
+        writeln!(
+            out,
+            "run `chatvault purge` to remove the shredded records from every data file"
+        )?;
+    }
     Ok(())
 }
 
@@ -128,6 +193,13 @@ fn list(a: &ListArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let v = common::open(&a.vault, "Vault::holds")?;
     let t = common::tenant(&v, &a.tenant)?;
     let holds = v.holds(t)?;
+    if a.json {
+        let items: Vec<Value> = holds.iter().map(|h| hold_json(&v, t, h)).collect();
+        return common::print_json(
+            out,
+            &json!({"tenant": a.tenant, "tenant_id": t.as_u64(), "holds": items}),
+        );
+    }
     if holds.is_empty() {
         writeln!(out, "no legal holds on tenant {}", a.tenant)?;
         return Ok(());
@@ -151,6 +223,30 @@ fn list(a: &ListArgs, out: &mut impl Write) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+fn hold_json(v: &Vault, t: TenantId, h: &Hold) -> Value {
+    let scope = match h.scope {
+        HoldScope::Tenant => json!({"kind": "tenant"}),
+        HoldScope::Conversation(c) => json!({
+            "kind": "conversation",
+            "conversation": v.conversation(t, c).map(|i| i.external_id).ok(),
+            "conversation_id": c.as_u64(),
+        }),
+        HoldScope::Custodian(u) => json!({
+            "kind": "custodian",
+            "custodian": v.user(t, u).map(|i| i.external_id).ok(),
+            "custodian_id": u.as_u64(),
+        }),
+    };
+    json!({
+        "id": h.id,
+        "scope": scope,
+        "reason": h.reason,
+        "placed_by": h.placed_by.map(|u| v.user(t, u).map(|i| i.external_id).ok()),
+        "placed_by_id": h.placed_by.map(|u| u.as_u64()),
+        "placed_at_ms": h.placed_at_ms,
+    })
 }
 
 fn scope_text(v: &Vault, t: TenantId, h: &Hold) -> String {

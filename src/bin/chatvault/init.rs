@@ -8,21 +8,46 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use chatvault::{StaticKeyProvider, Vault, VaultOptions, KEYCHECK_FILE, ROOT_KEY_ENV};
 
-use crate::common::{refuse_key_inside_data, root_key_env, VaultArgs};
+use serde_json::json;
 
-pub fn run(args: &VaultArgs, out: &mut impl Write) -> anyhow::Result<()> {
+use crate::common::{self, refuse_key_inside_data, root_key_env, Failure, VaultArgs, EXIT_USAGE};
+
+/// Shown under `chatvault init --help`.
+pub const EXIT_CODES: &str = "Exit codes: 0 created, 1 error (the directory already holds a \
+vault or is not empty, the key file exists, ...: nothing was created), 2 bad usage (no \
+--key-file, CHATVAULT_ROOT_KEY set).";
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// Print one JSON object: {"data", "key_file", "format_version"}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: &InitArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let args = &a.vault;
     let data = &args.data;
     let Some(key_file) = args.key_file.as_deref() else {
-        bail!(
-            "init needs --key-file FILE: the path where it writes the new root key (init always \
-             writes a key file, even if you pass the key in {ROOT_KEY_ENV} later)"
-        );
+        return Err(Failure {
+            code: EXIT_USAGE,
+            message: format!(
+                "init needs --key-file FILE: the path where it writes the new root key (init \
+                 always writes a key file, even if you pass the key in {ROOT_KEY_ENV} later)"
+            ),
+        }
+        .into());
     };
     if root_key_env().is_some() {
-        bail!(
-            "{ROOT_KEY_ENV} is set; unset it for init, which writes a new root key to \
-             --key-file (you can put that key in {ROOT_KEY_ENV} afterwards)"
-        );
+        return Err(Failure {
+            code: EXIT_USAGE,
+            message: format!(
+                "{ROOT_KEY_ENV} is set; unset it for init, which writes a new root key to \
+                 --key-file (you can put that key in {ROOT_KEY_ENV} afterwards)"
+            ),
+        }
+        .into());
     }
 
     // 1. Check everything.
@@ -71,30 +96,45 @@ pub fn run(args: &VaultArgs, out: &mut impl Write) -> anyhow::Result<()> {
     //    remove what this run created.
     let p = StaticKeyProvider::create_key_file(key_file)
         .with_context(|| format!("cannot create the key file {}", key_file.display()))?;
-    if let Err(e) = Vault::create(data, Arc::new(p), VaultOptions::default()) {
-        let _ = std::fs::remove_file(key_file);
-        if data_existed {
-            // It was empty: empty it again.
-            if let Ok(rd) = std::fs::read_dir(data) {
-                for entry in rd.flatten() {
-                    let p = entry.path();
-                    let _ = if p.is_dir() {
-                        std::fs::remove_dir_all(&p)
-                    } else {
-                        std::fs::remove_file(&p)
-                    };
+    let created = match Vault::create(data, Arc::new(p), VaultOptions::default()) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(key_file);
+            if data_existed {
+                // It was empty: empty it again.
+                if let Ok(rd) = std::fs::read_dir(data) {
+                    for entry in rd.flatten() {
+                        let p = entry.path();
+                        let _ = if p.is_dir() {
+                            std::fs::remove_dir_all(&p)
+                        } else {
+                            std::fs::remove_file(&p)
+                        };
+                    }
                 }
+            } else {
+                let _ = std::fs::remove_dir_all(data);
             }
-        } else {
-            let _ = std::fs::remove_dir_all(data);
-        }
-        return Err(anyhow::Error::new(e).context(format!(
-            "cannot create the vault at {} (the key file and the directory created by this \
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot create the vault at {} (the key file and the directory created by this \
              run were removed again)",
-            data.display()
-        )));
-    }
+                data.display()
+            )));
+        }
+    };
+    let format_version = created.format_version()?;
+    drop(created);
     tracing::info!(path = %data.display(), key_file = %key_file.display(), "vault created");
+    if a.json {
+        return common::print_json(
+            out,
+            &json!({
+                "data": data.display().to_string(),
+                "key_file": key_file.display().to_string(),
+                "format_version": format_version,
+            }),
+        );
+    }
     writeln!(
         out,
         "created vault {}\nroot key   {} (mode 0600; back it up apart from the vault: without it \

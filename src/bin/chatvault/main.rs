@@ -26,20 +26,24 @@ mod verify;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use common::{Failure, Stdout, VaultArgs};
+use common::{Failure, Stdout};
 
 /// chatvault: chat transcripts encrypted at rest on RocksDB.
 ///
 /// Every command that writes works on a vault that no other process has open (RocksDB allows
 /// one writer process per vault); the read-only ones (verify, stats, ls, read) can run beside
 /// it with --secondary DIR. The root key comes from --key-file (or CHATVAULT_KEY_FILE) or from
-/// CHATVAULT_ROOT_KEY, never both. Logs on stderr: CHATVAULT_LOG=info (or debug).
+/// CHATVAULT_ROOT_KEY, never both. Logs on stderr: errors only by default; CHATVAULT_LOG=warn,
+/// info or debug shows more.
 ///
-/// Exit codes: 0 done, 1 error, 2 bad usage, 3 purge incomplete, 4 refused by a legal hold
-/// (shred), 5 verification failed (verify, receipts verify), 6 the checkpoint needs a retired
-/// root key version (restore).
+/// Exit codes (every command's --help lists its own): 0 done, 1 error, 2 bad usage, 3 purge
+/// incomplete, 4 refused by a legal hold (shred), 5 verification failed (verify, receipts
+/// verify, audit verify), 6 the checkpoint needs a retired root key version (restore), 7
+/// consent required (an extension's access refused), 8 the vault's format version cannot be
+/// used by this build (newer than it reads, or older on a read-only --secondary, which never
+/// upgrades).
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -55,10 +59,8 @@ enum Command {
     /// the data directory), then creates the vault in --data (a new or empty directory).
     /// Everything is checked before anything is created. init always needs --key-file, even if
     /// the key is later passed in CHATVAULT_ROOT_KEY (which must be unset for init).
-    Init {
-        #[command(flatten)]
-        vault: VaultArgs,
-    },
+    #[command(after_help = init::EXIT_CODES)]
+    Init(init::InitArgs),
     /// Import chat logs.
     Import {
         #[command(subcommand)]
@@ -75,7 +77,7 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Flush and compact every column family down to the bottommost level, or with --tenant
     /// (and --conversation) only that scope's key ranges.
-    #[command(after_help = "Exit codes: 0 done, 1 error, 2 bad usage.")]
+    #[command(after_help = compact::EXIT_CODES)]
     Compact(compact::CompactArgs),
     /// Write a consistent copy of the vault (a checkpoint) to a new or empty directory.
     ///
@@ -175,12 +177,17 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CHATVAULT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // Errors only by default: what an operator must act on is in the command's own
+                // output; CHATVAULT_LOG=warn|info|debug shows more.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
         )
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&document_exit_codes(Cli::command()).get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -195,6 +202,7 @@ fn main() -> ExitCode {
                 eprintln!("error: {f}");
                 return ExitCode::from(f.code);
             }
+            let code = common::exit_code_of(&e).map_or(ExitCode::FAILURE, ExitCode::from);
             let mut shown = e.to_string();
             eprintln!("error: {shown}");
             for cause in e.chain().skip(1) {
@@ -206,15 +214,43 @@ fn main() -> ExitCode {
                 eprintln!("  caused by: {s}");
                 shown = s;
             }
-            ExitCode::FAILURE
+            code
         }
+    }
+}
+
+/// Exit code 8 is the same for every command that opens a vault.
+const FORMAT_EXIT: &str = "8 the vault's format version cannot be used by this build (newer \
+than it reads: use the chatvault the message names; or older, on a read-only --secondary: open \
+it once without --secondary to upgrade it).";
+
+/// Gives every command's --help an "Exit codes" section (the commands with codes of their own
+/// set it themselves), with code 8 in each.
+fn document_exit_codes(cmd: clap::Command) -> clap::Command {
+    let cmd = cmd.mut_subcommands(document_exit_codes);
+    if cmd.has_subcommands() || cmd.get_name() == "help" {
+        return cmd;
+    }
+    let in_about = cmd
+        .get_long_about()
+        .or(cmd.get_about())
+        .is_some_and(|a| a.to_string().contains("Exit codes"));
+    let own = cmd.get_after_help().map(|h| h.to_string());
+    match own {
+        Some(h) if h.contains(" 8 ") => cmd,
+        Some(h) => cmd.after_help(format!("{h}\nAlso: {FORMAT_EXIT}")),
+        None if in_about => cmd.after_help(format!("Also: {FORMAT_EXIT}")),
+        None => cmd.after_help(format!(
+            "Exit codes: 0 done, 1 error (the message says what is wrong and what to do), 2 \
+             bad usage, {FORMAT_EXIT}"
+        )),
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut out = io::BufWriter::new(Stdout::new());
     match cli.command {
-        Command::Init { vault } => init::run(&vault, &mut out)?,
+        Command::Init(args) => init::run(&args, &mut out)?,
         Command::Import { source } => import::run(source, &mut out)?,
         Command::Ls(args) => ls::run(&args, &mut out)?,
         Command::Read(args) => read::run(&args, &mut out)?,

@@ -34,10 +34,18 @@ CHATVAULT_ROOT_KEY and old copies stay exposed: see the message).";
 
 pub fn run(args: &PurgeArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let v = common::open(&args.vault, "Vault::purge")?;
-    let r = v.purge(PurgeOptions {
-        dry_run: args.dry_run,
-        ..PurgeOptions::default()
-    })?;
+    let r = {
+        let progress = common::Progress::new("purge", args.json);
+        progress.step(if args.dry_run {
+            "counting expired and shredded records"
+        } else {
+            "removing expired and shredded records, compacting, checking every data file"
+        });
+        v.purge(PurgeOptions {
+            dry_run: args.dry_run,
+            ..PurgeOptions::default()
+        })?
+    };
     tracing::info!(
         dry_run = r.dry_run,
         conversations = r.conversations.len(),

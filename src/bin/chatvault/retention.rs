@@ -7,6 +7,8 @@ use chatvault::{
     Actor, ConversationId, History, PolicyOverride, Retention, TenantId, TenantPolicy, Vault,
 };
 
+use serde_json::{json, Value};
+
 use crate::common::{self, count, fmt_history, fmt_retention, fmt_time, VaultArgs};
 
 #[derive(clap::Subcommand)]
@@ -40,6 +42,15 @@ pub struct ShowArgs {
         require_equals = true
     )]
     changes: Option<usize>,
+    /// Print one JSON object: {"tenant": TENANT, "conversation": CONVERSATION or null,
+    /// "changes": [{"at_ms", "by", "by_id", "as_admin", "conversation", "conversation_id",
+    /// "change"}] or null (without --changes)}. TENANT is {"tenant", "tenant_id", "default":
+    /// {"history": "on"|"off", "retention_ms": N or "forever"}, "members_may_change",
+    /// "legal_holds"}; CONVERSATION is {"conversation", "conversation_id", "override":
+    /// {"history", "retention_ms"} (null: follows the tenant), "effective": {"history",
+    /// "retention_ms"}, "visible_messages", "last_message_id"}.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A value, or (for a conversation) "follow the tenant's default".
@@ -88,6 +99,11 @@ pub struct SetArgs {
     /// under a legal hold). Without it, turning history off deletes nothing.
     #[arg(long)]
     delete_existing: bool,
+    /// Print one JSON object: {"updated": "tenant"|"conversation", "tenant": TENANT,
+    /// "conversation": CONVERSATION or null, "newly_expired": N} (TENANT and CONVERSATION as
+    /// in `retention show --json`).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(cmd: RetentionCommand, out: &mut impl Write) -> anyhow::Result<()> {
@@ -103,6 +119,28 @@ fn show(a: &ShowArgs, out: &mut impl Write) -> anyhow::Result<()> {
         "Vault::tenant_policy / Vault::conversation_policy / Vault::policy_changes",
     )?;
     let t = common::tenant(&v, &a.tenant)?;
+    if a.json {
+        let conv = match &a.conversation {
+            Some(name) => Some((common::conversation(&v, t, &a.tenant, name)?, name)),
+            None => None,
+        };
+        let conv_json = match conv {
+            Some((c, name)) => conversation_json(&v, t, c, name)?,
+            None => Value::Null,
+        };
+        let changes = match a.changes {
+            Some(n) => changes_json(&v, t, conv.map(|(c, _)| c), n)?,
+            None => Value::Null,
+        };
+        return common::print_json(
+            out,
+            &json!({
+                "tenant": tenant_json(&v, t, &a.tenant)?,
+                "conversation": conv_json,
+                "changes": changes,
+            }),
+        );
+    }
     print_tenant(&v, t, &a.tenant, out)?;
     let conv = match &a.conversation {
         Some(name) => {
@@ -116,6 +154,84 @@ fn show(a: &ShowArgs, out: &mut impl Write) -> anyhow::Result<()> {
         print_changes(&v, t, conv, n, out)?;
     }
     Ok(())
+}
+
+fn retention_json(r: Retention) -> Value {
+    match r {
+        Retention::Forever => json!("forever"),
+        Retention::Period { ms } => json!(ms),
+    }
+}
+
+fn tenant_json(v: &Vault, t: TenantId, name: &str) -> anyhow::Result<Value> {
+    let p = v.tenant_policy(t)?;
+    Ok(json!({
+        "tenant": name,
+        "tenant_id": t.as_u64(),
+        "default": {
+            "history": fmt_history(p.default.history),
+            "retention_ms": retention_json(p.default.retention),
+        },
+        "members_may_change": p.members_may_change,
+        "legal_holds": v.holds(t)?.len(),
+    }))
+}
+
+fn conversation_json(
+    v: &Vault,
+    t: TenantId,
+    c: ConversationId,
+    name: &str,
+) -> anyhow::Result<Value> {
+    let (o, eff) = v.conversation_policy(t, c)?;
+    let over = if o.history.is_none() && o.retention.is_none() {
+        Value::Null
+    } else {
+        json!({
+            "history": o.history.map(fmt_history),
+            "retention_ms": o.retention.map(retention_json),
+        })
+    };
+    Ok(json!({
+        "conversation": name,
+        "conversation_id": c.as_u64(),
+        "override": over,
+        "effective": {
+            "history": fmt_history(eff.history),
+            "retention_ms": retention_json(eff.retention),
+        },
+        "visible_messages": v.message_count(t, c)?,
+        "last_message_id": v.last_message_id(t, c)?,
+    }))
+}
+
+fn changes_json(
+    v: &Vault,
+    t: TenantId,
+    conv: Option<ConversationId>,
+    n: usize,
+) -> anyhow::Result<Value> {
+    let all: Vec<_> = v
+        .policy_changes(t)?
+        .into_iter()
+        .filter(|ch| conv.is_none() || ch.conversation.is_none() || ch.conversation == conv)
+        .collect();
+    let skip = all.len().saturating_sub(n);
+    let items: Vec<Value> = all[skip..]
+        .iter()
+        .map(|ch| {
+            json!({
+                "at_ms": ch.at_ms,
+                "by": ch.by.map(|u| v.user(t, u).map(|u| u.external_id).ok()),
+                "by_id": ch.by.map(|u| u.as_u64()),
+                "as_admin": ch.as_admin,
+                "conversation": ch.conversation.map(|c| v.conversation(t, c).map(|i| i.external_id).ok()),
+                "conversation_id": ch.conversation.map(|c| c.as_u64()),
+                "change": ch.change.clone(),
+            })
+        })
+        .collect();
+    Ok(Value::Array(items))
 }
 
 fn print_tenant(v: &Vault, t: TenantId, name: &str, out: &mut impl Write) -> anyhow::Result<()> {
@@ -280,9 +396,21 @@ fn set(a: &SetArgs, out: &mut impl Write) -> anyhow::Result<()> {
             let before = visible(&v, t)?;
             v.set_tenant_policy(t, Actor::operator(), p)?;
             tracing::info!(tenant = %a.tenant, ?p, "tenant policy set");
+            let after = visible(&v, t)?;
+            if a.json {
+                return common::print_json(
+                    out,
+                    &json!({
+                        "updated": "tenant",
+                        "tenant": tenant_json(&v, t, &a.tenant)?,
+                        "conversation": null,
+                        "newly_expired": before.saturating_sub(after),
+                    }),
+                );
+            }
             writeln!(out, "updated the default policy of tenant {}", a.tenant)?;
             print_tenant(&v, t, &a.tenant, out)?;
-            hidden_note(before, visible(&v, t)?, out)?;
+            hidden_note(before, after, out)?;
         }
         Some(name) => {
             if a.members_may_change.is_some() {
@@ -319,13 +447,25 @@ fn set(a: &SetArgs, out: &mut impl Write) -> anyhow::Result<()> {
                     e => e.into(),
                 })?;
             tracing::info!(tenant = %a.tenant, conversation = %name, ?o, delete_existing = a.delete_existing, "conversation policy set");
+            let after = v.message_count(t, c)?;
+            if a.json {
+                return common::print_json(
+                    out,
+                    &json!({
+                        "updated": "conversation",
+                        "tenant": tenant_json(&v, t, &a.tenant)?,
+                        "conversation": conversation_json(&v, t, c, name)?,
+                        "newly_expired": before.saturating_sub(after),
+                    }),
+                );
+            }
             writeln!(
                 out,
                 "updated the policy of conversation {name} of tenant {}",
                 a.tenant
             )?;
             print_conversation(&v, t, c, name, out)?;
-            hidden_note(before, v.message_count(t, c)?, out)?;
+            hidden_note(before, after, out)?;
         }
     }
     Ok(())

@@ -25,7 +25,7 @@ pub struct StatsArgs {
     /// "key_paths_pending_reversioning", "queued_erasures", "data_key_rotations_pending",
     /// "root_key_version", "tenant_keks_under_old_root"}, "column_families": [{"name", "estimated_keys",
     /// "sst_bytes", "live_data_bytes", "dead_bytes", "memtable_bytes"}], "data_dir_bytes",
-    /// "cached_keys", "secondary"}.
+    /// "cached_keys", "secondary", "format_version"}.
     #[arg(long)]
     json: bool,
 }
@@ -134,6 +134,7 @@ pub fn run(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
                 "data_dir_bytes": data_bytes,
                 "cached_keys": s.cached_keys,
                 "secondary": v.is_secondary(),
+                "format_version": v.format_version()?,
             }),
         );
     }
@@ -204,6 +205,7 @@ pub fn run(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
         )?;
     }
     writeln!(out, "data directory: {data_bytes} bytes")?;
+    writeln!(out, "vault format version: {}", v.format_version()?)?;
     Ok(())
 }
 

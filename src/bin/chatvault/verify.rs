@@ -26,7 +26,10 @@ pub struct VerifyArgs {
 
 pub fn run(args: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let v = common::open_read(&args.vault, "Vault::verify")?;
-    let r = v.verify()?;
+    let r = {
+        let progress = common::Progress::new("verify", args.json);
+        v.verify_with_progress(&|p| progress.report(p))?
+    };
     // Names where they can still be read (a shredded tenant's cannot).
     let names: BTreeMap<_, _> = v.tenants()?.into_iter().map(|t| (t.id, t.name)).collect();
     let mut per_tenant: BTreeMap<_, chatvault::ConversationCheck> = BTreeMap::new();

@@ -1,0 +1,410 @@
+//! `--json` on ls, read, retention, hold, receipts verify, compact and init (shapes pinned);
+//! exit codes in every command's --help; and the fresh-eyes findings: `read` notes shredded
+//! messages, `hold release` says which queued erasures it carried out, restore refuses a data
+//! directory another process holds, the exit-6 message does not blame only shreds, no WARN
+//! logs without CHATVAULT_LOG, no progress bar when stderr is piped.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use chatvault::{Error, Vault, VaultOptions};
+use common::Cli;
+use serde_json::Value;
+
+/// Runs, expects success and exactly one JSON object on one line.
+fn json(cli: &Cli, args: &[&str]) -> Value {
+    let out = cli.ok(args);
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "one JSON object on one line:\n{out}"
+    );
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = Cli::at(&dir.path().join("data"), &dir.path().join("root.key"));
+    let i = json(&fresh, &["init", "--json"]);
+    assert_eq!(keys(&i), set(&["data", "key_file", "format_version"]));
+    assert_eq!(i["format_version"], 2);
+
+    let cli = Cli::with_sample();
+    let ls = json(&cli, &["ls", "--json"]);
+    assert_eq!(keys(&ls), set(&["tenants"]));
+    assert_eq!(
+        keys(&ls["tenants"][0]),
+        set(&["tenant", "tenant_id", "conversations"])
+    );
+    let ls = json(&cli, &["ls", "rust", "--json"]);
+    assert_eq!(keys(&ls), set(&["tenant", "tenant_id", "conversations"]));
+    assert_eq!(
+        keys(&ls["conversations"][0]),
+        set(&[
+            "conversation",
+            "conversation_id",
+            "visible_messages",
+            "last_message_id"
+        ])
+    );
+    assert_eq!(ls["conversations"][0]["visible_messages"], 1200);
+
+    let r = json(&cli, &["read", "rust", "rust.0", "--limit", "2", "--json"]);
+    assert_eq!(
+        keys(&r),
+        set(&[
+            "tenant",
+            "tenant_id",
+            "conversation",
+            "conversation_id",
+            "messages",
+            "not_shown"
+        ])
+    );
+    assert_eq!(r["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        keys(&r["messages"][0]),
+        set(&[
+            "id",
+            "author",
+            "author_id",
+            "sent_at_ms",
+            "kind",
+            "body",
+            "reply_to",
+            "also_reply_to",
+            "revision",
+            "edited_at_ms",
+            "deleted_at_ms",
+            "attachments"
+        ])
+    );
+    assert_eq!(r["messages"][0]["author"], "talchas");
+    assert_eq!(r["not_shown"], serde_json::json!([]));
+
+    let s = json(
+        &cli,
+        &["retention", "show", "rust", "rust.0", "--changes", "--json"],
+    );
+    assert_eq!(keys(&s), set(&["tenant", "conversation", "changes"]));
+    assert_eq!(
+        keys(&s["tenant"]),
+        set(&[
+            "tenant",
+            "tenant_id",
+            "default",
+            "members_may_change",
+            "legal_holds"
+        ])
+    );
+    assert_eq!(s["tenant"]["default"]["retention_ms"], "forever");
+    assert_eq!(
+        keys(&s["conversation"]),
+        set(&[
+            "conversation",
+            "conversation_id",
+            "override",
+            "effective",
+            "visible_messages",
+            "last_message_id"
+        ])
+    );
+    let set_r = json(
+        &cli,
+        &[
+            "retention",
+            "set",
+            "rust",
+            "--retention",
+            "36500d",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        keys(&set_r),
+        set(&["updated", "tenant", "conversation", "newly_expired"])
+    );
+    assert_eq!(set_r["updated"], "tenant");
+    assert_eq!(
+        set_r["tenant"]["default"]["retention_ms"],
+        36_500u64 * 86_400_000
+    );
+    let s = json(&cli, &["retention", "show", "rust", "--changes", "--json"]);
+    assert_eq!(
+        keys(&s["changes"][0]),
+        set(&[
+            "at_ms",
+            "by",
+            "by_id",
+            "as_admin",
+            "conversation",
+            "conversation_id",
+            "change"
+        ])
+    );
+
+    let h = json(
+        &cli,
+        &[
+            "hold",
+            "add",
+            "rust",
+            "--custodian",
+            "talchas",
+            "--reason",
+            "case 1",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        keys(&h),
+        set(&[
+            "id",
+            "scope",
+            "reason",
+            "placed_by",
+            "placed_by_id",
+            "placed_at_ms"
+        ])
+    );
+    assert_eq!(h["scope"]["kind"], "custodian");
+    assert_eq!(h["scope"]["custodian"], "talchas");
+    let l = json(&cli, &["hold", "list", "rust", "--json"]);
+    assert_eq!(keys(&l), set(&["tenant", "tenant_id", "holds"]));
+    assert_eq!(l["holds"][0], h);
+    let rel = json(
+        &cli,
+        &["hold", "release", "rust", &h["id"].to_string(), "--json"],
+    );
+    assert_eq!(
+        keys(&rel),
+        set(&["tenant", "tenant_id", "released", "carried_out"])
+    );
+    assert_eq!(rel["carried_out"], serde_json::json!([]));
+
+    let rv = json(&cli, &["receipts", "verify", "--json"]);
+    assert_eq!(keys(&rv), set(&["intact", "entries", "head", "broken"]));
+    assert_eq!(rv["intact"], true);
+
+    let c = json(&cli, &["compact", "--json"]);
+    assert_eq!(
+        keys(&c),
+        set(&[
+            "scope",
+            "tenant",
+            "conversation",
+            "key_ranges",
+            "elapsed_ms"
+        ])
+    );
+    assert_eq!(c["scope"], "vault");
+    let c = json(&cli, &["compact", "--tenant", "rust", "--json"]);
+    assert_eq!(c["scope"], "tenant");
+    assert!(c["key_ranges"].as_u64().unwrap() > 0, "{c}");
+
+    // Nothing on stderr when it is piped: no progress bar, no logs.
+    for args in [&["verify"][..], &["compact"], &["purge", "--dry-run"]] {
+        let o = cli.run(args);
+        assert!(o.status.success());
+        assert_eq!(String::from_utf8_lossy(&o.stderr), "", "{args:?}");
+    }
+}
+
+#[test]
+fn hold_release_and_read_say_what_happened_to_shredded_messages() {
+    let cli = Cli::with_sample();
+    let first = json(&cli, &["read", "rust", "rust.0", "--limit", "40", "--json"]);
+    let other = first["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["author"].as_str().unwrap().to_string())
+        .find(|a| a != "talchas")
+        .expect("another author");
+    // Two holds, one erasure queued under each.
+    let mut holds = Vec::new();
+    for nick in ["talchas", other.as_str()] {
+        let h = json(
+            &cli,
+            &[
+                "hold",
+                "add",
+                "rust",
+                "--custodian",
+                nick,
+                "--reason",
+                "matter",
+                "--json",
+            ],
+        );
+        holds.push(h["id"].to_string());
+        let q = cli.ok(&["shred", "user", "rust", nick, "--yes", "--queue-if-held"]);
+        assert!(q.starts_with("queued the erasure"), "{q}");
+    }
+    let out = cli.ok(&["hold", "release", "rust", &holds[0]]);
+    assert!(
+        out.contains("carried out 1 erasure queued under it"),
+        "{out}"
+    );
+    assert!(out.contains("shredded user "), "{out}");
+    assert!(out.contains("run `chatvault purge`"), "{out}");
+    let rel = json(&cli, &["hold", "release", "rust", &holds[1], "--json"]);
+    let done = rel["carried_out"].as_array().unwrap();
+    assert_eq!(done.len(), 1, "{rel}");
+    assert_eq!(
+        keys(&done[0]),
+        set(&["seq", "queued_seq", "scope", "at_ms", "key_ranges"])
+    );
+    assert_eq!(done[0]["scope"]["kind"], "user");
+
+    // talchas wrote message 1: read says it was shredded, instead of starting silently at 2.
+    let text = cli.ok(&["read", "rust", "rust.0", "--limit", "3"]);
+    let line1 = text.lines().next().unwrap();
+    assert!(
+        line1.starts_with("#1") && line1.contains("shredded: their keys were destroyed"),
+        "{text}"
+    );
+    assert!(!text.contains("<talchas>"), "{text}");
+    let r = json(&cli, &["read", "rust", "rust.0", "--limit", "3", "--json"]);
+    assert_eq!(r["not_shown"][0]["from"], 1);
+    assert_eq!(r["not_shown"][0]["reason"], "shredded");
+    assert_eq!(r["messages"].as_array().unwrap().len(), 3);
+    // Backward from the end: the same notes, newest first; counts add up.
+    let r = json(&cli, &["read", "rust", "rust.0", "--backward", "--json"]);
+    let shown = r["messages"].as_array().unwrap().len() as u64;
+    let hidden: u64 = r["not_shown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(shown + hidden, 1200, "every id is shown or explained");
+
+    // A purge whose root key cannot get new versions warns in the library; the CLI says it in
+    // its error (exit 3) and prints no WARN log line on stderr.
+    let text = std::fs::read_to_string(&cli.key).unwrap();
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix("1:"))
+        .unwrap()
+        .to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_chatvault"))
+        .args(["purge", "--data"])
+        .arg(&cli.data)
+        .env("CHATVAULT_ROOT_KEY", &hex)
+        .env_remove("CHATVAULT_KEY_FILE")
+        .env_remove("CHATVAULT_DATA")
+        .env_remove("CHATVAULT_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.starts_with("error: purge incomplete"), "{err}");
+    assert!(!err.contains("WARN"), "{err}");
+}
+
+#[test]
+fn restore_refuses_a_data_directory_that_a_process_holds_open() {
+    let (dir, v, p) = common::new_vault();
+    common::fixture(&v, "acme", chatvault::TenantOptions::default());
+    let target = dir.path().join("restored");
+    match Vault::restore(v.path(), &target, p.clone(), VaultOptions::default()) {
+        Err(Error::InvalidInput(m)) => {
+            assert!(
+                m.contains("holds open for writing, not a checkpoint"),
+                "{m}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!target.exists(), "nothing written");
+    // The same directory once no process holds it (a cold copy) restores.
+    let data = v.path().to_path_buf();
+    drop(v);
+    Vault::restore(&data, &target, p, VaultOptions::default()).unwrap();
+}
+
+#[test]
+fn the_retired_root_key_message_covers_expiry_as_well_as_shreds() {
+    let e = Error::RootKeyVersionRetired {
+        path: "/backups/cp".into(),
+        needed: 1,
+        held: "2".into(),
+    };
+    let m = e.to_string();
+    assert!(
+        m.contains("shredded, or days whose every message expired under retention"),
+        "{m}"
+    );
+}
+
+#[test]
+fn every_command_documents_its_exit_codes_including_8() {
+    let cmds: &[&[&str]] = &[
+        &["init"],
+        &["ls"],
+        &["read"],
+        &["stats"],
+        &["compact"],
+        &["checkpoint"],
+        &["restore"],
+        &["retention", "show"],
+        &["retention", "set"],
+        &["hold", "add"],
+        &["hold", "release"],
+        &["hold", "list"],
+        &["purge"],
+        &["key", "rotate-root"],
+        &["key", "retire-root"],
+        &["verify"],
+        &["shred", "tenant"],
+        &["shred", "user"],
+        &["receipts", "show"],
+        &["receipts", "verify"],
+        &["import", "irc"],
+        &["export", "user"],
+        &["user", "access"],
+        &["audit", "verify"],
+    ];
+    for cmd in cmds {
+        let o = Command::new(env!("CARGO_BIN_EXE_chatvault"))
+            .args(*cmd)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8(o.stdout).unwrap();
+        assert!(help.contains("Exit codes: 0 "), "{cmd:?}:\n{help}");
+        assert!(
+            help.contains("8 the vault's format version cannot be used"),
+            "{cmd:?}:\n{help}"
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_chatvault"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(o.stdout).unwrap();
+    for code in [
+        "3 purge incomplete",
+        "6 the checkpoint",
+        "7 consent required",
+        "8 the vault",
+    ] {
+        assert!(help.contains(code), "{code}:\n{help}");
+    }
+}
