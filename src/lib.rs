@@ -66,6 +66,7 @@ mod audit;
 pub mod chain;
 mod checkpoint;
 pub mod codec;
+mod consent;
 pub mod envelope;
 mod error;
 mod export;
@@ -86,7 +87,13 @@ mod verify;
 pub use audit::{AuditEntry, AuditEvent, AuditOutcome, ExportScope};
 pub use chain::{ChainBreak, ChainFault, ChainHead, ChainId, ChainReport};
 pub use checkpoint::RestoreReport;
+pub use consent::{
+    AccessTarget, ConsentGrant, ConsentMissing, ConsentScope, ExtensionContext, ExtensionId,
+    ExtensionInfo, ExtensionPage, ExtensionSpec, GrantOptions, DEFAULT_CONSENT_MS,
+};
 pub use error::{Error, Result};
+#[cfg(feature = "age")]
+pub use export::AgeOutput;
 pub use export::{ExportOptions, ExportSummary, EXPORT_FORMAT, EXPORT_VERSION};
 pub use keycheck::KEYCHECK_FILE;
 pub use keys::{KeyProvider, ProviderError, SecretKey, StaticKeyProvider, ROOT_KEY_ENV};
