@@ -27,6 +27,13 @@
 //!   `docs/export-schema-v1.json`), restriction of processing ([`Vault::restrict_processing`],
 //!   [`Vault::is_restricted`]) and erasure ([`Vault::erase_user`]), each recorded in an audit
 //!   trail chained like the receipts ([`Vault::audit_entries`], [`Vault::verify_audit`]).
+//! - **Consent for extensions.** A registry of extensions and the scopes they ask for
+//!   ([`Vault::register_extension`]; organisation-wide consent for organisation-level scopes
+//!   only), users' grants with an expiry ([`Vault::grant_consent`], default 60 days;
+//!   [`Vault::revoke_consent`]), and the extension context ([`Vault::extension`]) whose reads
+//!   succeed only within a live grant and otherwise fail at once with
+//!   [`Error::ConsentRequired`]; a restricted user's data never goes through it. Exports can be
+//!   encrypted to age recipients (`AgeOutput`, `age` feature).
 //!
 //! - **Operator tools.** [`Vault::verify`], [`Vault::stats`] and [`Vault::key_stats`],
 //!   [`Vault::compact_scope`], root key rotation ([`Vault::rotate_root_key`]), consistent

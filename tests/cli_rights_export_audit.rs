@@ -63,7 +63,13 @@ fn one_user_through_access_rectification_export_restriction_and_erasure() {
     assert!(n_msgs > 10);
     let file = cli.path("elgaton.jsonl");
     let f = file.to_str().unwrap();
-    cli.ok(&["export", "user", t, nick, "--out", f]);
+    let to_file = cli.run(&["export", "user", t, nick, "--out", f]);
+    assert!(to_file.status.success());
+    let said = String::from_utf8_lossy(&to_file.stderr).to_string();
+    assert!(
+        said.contains(&format!("exported {} records", ls.len() - 1)),
+        "{said}"
+    );
     assert_eq!(std::fs::read(&file).unwrap().len(), o.stdout.len());
     #[cfg(unix)]
     {
@@ -158,6 +164,12 @@ fn one_user_through_access_rectification_export_restriction_and_erasure() {
     assert_eq!(
         entries[0]["what"]["fields"],
         serde_json::json!(["email", "fields.team"])
+    );
+    // The audit entry counts the records as the `end` record does (lines before it).
+    assert_eq!(entries[2]["what"]["records"], ls.last().unwrap()["records"]);
+    assert_eq!(
+        entries[2]["what"]["records"].as_u64().unwrap(),
+        ls.len() as u64 - 1
     );
     assert_eq!(entries[7]["outcome"]["status"], "failed");
     assert_eq!(entries[7]["outcome"]["error"], "Restricted");

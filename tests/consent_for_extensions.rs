@@ -38,12 +38,13 @@ fn setup(v: &Vault) -> (Fixture, chatvault::UserId) {
         .unwrap();
     v.add_member(f.t, f.c, bot, 0).unwrap();
     for (i, who) in [f.alice, f.bob, f.alice, f.bob].into_iter().enumerate() {
-        let _ = v.append(
-            f.t,
-            f.c,
-            NewMessage::text(who, T0 + i as i64, format!("line {i} ✓")),
-        )
-        .unwrap();
+        let _ = v
+            .append(
+                f.t,
+                f.c,
+                NewMessage::text(who, T0 + i as i64, format!("line {i} ✓")),
+            )
+            .unwrap();
     }
     v.register_extension(
         f.t,
