@@ -235,15 +235,18 @@ fn consent_message(
         None => "the organisation".into(),
     };
     let todo = match user {
-        _ if !scope.is_personal() => "a tenant admin grants organisation-level scopes                                       organisation-wide when registering the extension"
+        _ if !scope.is_personal() => "a tenant admin grants organisation-level scopes \
+             organisation-wide when registering the extension"
             .to_string(),
         Some(_) => format!(
-            "the user must grant {scope} to the extension (`Vault::grant_consent`,              `chatvault consent grant`)"
+            "the user must grant {scope} to the extension (`Vault::grant_consent`, \
+             `chatvault consent grant`)"
         ),
         None => "the extension does not ask for it: register it with this scope".to_string(),
     };
     format!(
-        "consent required: extension {extension} of tenant {tenant} needs {whom}'s consent          for {scope}: {reason}; {todo}"
+        "consent required: extension {extension} of tenant {tenant} needs {whom}'s consent \
+         for {scope}: {reason}; {todo}"
     )
 }
 

@@ -286,6 +286,7 @@ fn consent_for_an_extension_through_the_cli_and_exit_7_when_refused() {
     let e = cli.fails(&["extension", "message", t, ext, conv, id], 7);
     assert!(e.contains("consent required"), "{e}");
     assert!(e.contains("chatvault consent grant"), "{e}");
+    assert!(!e.trim().contains("  "), "{e}");
     cli.fails(&["extension", "profile", t, ext, nick], 7);
     let page = cli.ok(&["extension", "read", t, ext, conv, "--limit", "5000"]);
     assert!(page.contains("0 messages handed to"), "{page}");
