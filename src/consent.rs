@@ -1208,3 +1208,66 @@ impl ExtensionContext {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_names_round_trip_and_unknown_names_are_refused() {
+        for s in ConsentScope::ALL {
+            assert_eq!(s.as_str().parse::<ConsentScope>().unwrap(), s);
+        }
+        assert!(matches!(
+            "read-everything".parse::<ConsentScope>(),
+            Err(Error::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn personal_and_organisation_scopes_partition_the_set() {
+        let personal: Vec<_> = ConsentScope::ALL
+            .into_iter()
+            .filter(|s| s.is_personal())
+            .collect();
+        assert_eq!(
+            personal,
+            [ConsentScope::ReadMessages, ConsentScope::ReadProfile]
+        );
+    }
+
+    /// The stored records hold scopes as postcard variant indexes: they must never change
+    /// (new scopes are appended).
+    #[test]
+    fn stored_scope_encoding_is_stable() {
+        let enc: Vec<Vec<u8>> = ConsentScope::ALL
+            .iter()
+            .map(|s| postcard::to_stdvec(s).unwrap())
+            .collect();
+        assert_eq!(enc, vec![vec![0], vec![1], vec![2], vec![3]]);
+        let g = GrantRecord {
+            scopes: [ConsentScope::ReadProfile].into_iter().collect(),
+            granted_at_ms: 1,
+            expires_at_ms: 2,
+            granted_by: None,
+        };
+        let b = postcard::to_stdvec(&g).unwrap();
+        let back: GrantRecord = postcard::from_bytes(&b).unwrap();
+        assert_eq!(back.scopes, g.scopes);
+        assert_eq!((back.granted_at_ms, back.expires_at_ms), (1, 2));
+    }
+
+    #[test]
+    fn a_grant_is_live_until_its_expiry_exclusive() {
+        let g = ConsentGrant {
+            extension: ExtensionId(1),
+            user: None,
+            scopes: BTreeSet::new(),
+            granted_at_ms: 0,
+            expires_at_ms: 100,
+            granted_by: None,
+        };
+        assert!(g.is_live(99));
+        assert!(!g.is_live(100));
+    }
+}
