@@ -1,7 +1,8 @@
 //! Exports parsed back and compared with what is stored: the bundled IRC sample (a whole
 //! tenant, and one user with the messages they wrote and received while a member), its
 //! non-ASCII lines, and a conversation of emoji, right-to-left text and combining marks written
-//! here, byte for byte. Plus the opt-in streaming check on a large conversation.
+//! here, byte for byte. Plus two opt-in tests: the whole IRC corpus (needs ../shared/corpus)
+//! and the streaming check on a large conversation.
 
 mod common;
 
@@ -57,7 +58,8 @@ fn check_frame(ls: &[Value], scope: &str) {
     assert_eq!(end["messages"], msgs);
     for l in &ls[1..ls.len() - 1] {
         assert!(
-            ["tenant", "user", "conversation", "message"].contains(&l["type"].as_str().unwrap()),
+            ["tenant", "user", "consent", "conversation", "message"]
+                .contains(&l["type"].as_str().unwrap()),
             "{l}"
         );
     }
@@ -236,6 +238,68 @@ fn emoji_right_to_left_and_combining_marks_round_trip_byte_for_byte() {
         .map(|l| l["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids.len(), bodies.len());
+}
+
+/// Opt-in (`-- --ignored`, needs `../shared/corpus/irc-disentanglement` or
+/// `CHATVAULT_CORPUS`; fails loudly without it): the whole IRC corpus imported, every channel
+/// exported as a tenant, every line parsed back and compared with what is stored, its non-ASCII
+/// lines written verbatim.
+#[test]
+#[ignore = "opt-in: needs ../shared/corpus (the IRC disentanglement corpus)"]
+fn the_irc_corpus_exports_and_reads_back_as_stored() {
+    let corpus = std::env::var_os("CHATVAULT_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/corpus/irc-disentanglement")
+        });
+    assert!(
+        corpus.join("ubuntu/dev").is_dir() && corpus.join("new-domains").is_dir(),
+        "corpus not found at {} (expected ubuntu/dev and new-domains); set CHATVAULT_CORPUS",
+        corpus.display()
+    );
+    let (_d, v, _p) = common::new_vault();
+    for part in ["ubuntu/dev", "new-domains"] {
+        common::import_and_verify(&v, &corpus.join(part));
+    }
+    let (mut total, mut non_ascii) = (0u64, 0u64);
+    for tenant in v.tenants().unwrap() {
+        let t = tenant.id;
+        let mut buf = Vec::new();
+        let s = v
+            .export_tenant(t, Actor::operator(), &ExportOptions::default(), &mut buf)
+            .unwrap();
+        let ls = parse(&buf);
+        check_frame(&ls, "tenant");
+        let text = std::str::from_utf8(&buf).unwrap();
+        let mut stored = 0u64;
+        let mut convs = BTreeMap::new();
+        for c in v.conversations(t).unwrap() {
+            let c = c.unwrap().id;
+            convs.insert(c.as_u64(), c);
+            stored += v.messages(t, c, None, Direction::Forward).unwrap().count() as u64;
+        }
+        assert_eq!(s.messages, stored, "tenant {}", tenant.name);
+        for l in ls.iter().filter(|l| l["type"] == "message") {
+            let c = convs[&l["conversation"].as_u64().unwrap()];
+            check_message(&v, t, c, l);
+            let body = l["body"].as_str().unwrap();
+            if !body.is_ascii() {
+                non_ascii += 1;
+                // Escaped only as JSON requires (quote, backslash, controls): each non-ASCII
+                // character is in the file as it is.
+                let esc = serde_json::to_string(body).unwrap();
+                assert!(text.contains(&esc[1..esc.len() - 1]), "{body:?} escaped");
+                for ch in body.chars().filter(|c| !c.is_ascii() && !c.is_control()) {
+                    assert!(text.contains(ch), "{ch:?} escaped");
+                }
+            }
+        }
+        total += s.messages;
+    }
+    println!("exported {total} messages of the corpus; {non_ascii} non-ASCII lines verbatim");
+    assert!(total > 25_000, "{total}");
+    assert!(non_ascii > 0);
 }
 
 /// Opt-in (`-- --ignored`): a conversation of 200 000 messages (`CHATVAULT_EXPORT_MESSAGES=N`
