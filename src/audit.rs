@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chain::{self, Appender, Chain, ChainHead, ChainReport, MAC_LEN};
 use crate::codec;
+use crate::consent::{AccessTarget, ConsentScope, ExtensionId};
 use crate::error::{Error, Result};
 use crate::model::{ConversationId, TenantId, UserId};
 use crate::retention::{Actor, HoldScope};
@@ -108,6 +109,76 @@ pub enum AuditEvent {
         /// Receipt seqs of the queued erasures carried out with the release.
         carried_out: Vec<u64>,
     },
+    /// An extension was registered ([`Vault::register_extension`]).
+    ExtensionRegistered {
+        /// The tenant.
+        tenant: TenantId,
+        /// The extension's internal id.
+        extension: ExtensionId,
+        /// The scopes it asks for.
+        scopes: Vec<ConsentScope>,
+    },
+    /// An extension was removed, with every grant for it ([`Vault::remove_extension`]).
+    ExtensionRemoved {
+        /// The tenant.
+        tenant: TenantId,
+        /// The extension.
+        extension: ExtensionId,
+        /// User grants removed with it.
+        grants_removed: u64,
+    },
+    /// An extension was added to or removed from a conversation
+    /// ([`Vault::set_extension_conversation`]).
+    ExtensionConversation {
+        /// The tenant.
+        tenant: TenantId,
+        /// The extension.
+        extension: ExtensionId,
+        /// The conversation.
+        conversation: ConversationId,
+        /// `true`: added; `false`: removed.
+        added: bool,
+    },
+    /// Consent granted ([`Vault::grant_consent`]; organisation-wide at
+    /// [`Vault::register_extension`]).
+    ConsentGranted {
+        /// The tenant.
+        tenant: TenantId,
+        /// The extension.
+        extension: ExtensionId,
+        /// The user who granted it; `None`: organisation-wide.
+        user: Option<UserId>,
+        /// The scopes granted.
+        scopes: Vec<ConsentScope>,
+        /// When it expires, UTC ms.
+        expires_at_ms: i64,
+    },
+    /// Consent revoked ([`Vault::revoke_consent`], [`Vault::revoke_org_consent`]).
+    ConsentRevoked {
+        /// The tenant.
+        tenant: TenantId,
+        /// The extension.
+        extension: ExtensionId,
+        /// The user; `None`: the organisation-wide grant.
+        user: Option<UserId>,
+    },
+    /// An access through an extension's context ([`Vault::extension`]), allowed (outcome
+    /// `Done`) or refused (`Failed`, e.g. `ConsentRequired`, `Restricted`). The acting party is
+    /// the extension: the entry's actor is `None`.
+    ExtensionAccess {
+        /// The tenant.
+        tenant: TenantId,
+        /// The extension.
+        extension: ExtensionId,
+        /// The scope the access needed.
+        scope: ConsentScope,
+        /// What it read or wrote.
+        target: AccessTarget,
+        /// Records handed over (messages, profiles, conversations, or 1 posted).
+        returned: u64,
+        /// Messages withheld (their authors gave no live consent, or are restricted).
+        withheld: u64,
+    },
     /// Keys below the root key were rotated, or the old versions a rotation left were retired
     /// ([`Vault::rotate_tenant_kek`], [`Vault::rotate_data_keys`], [`Vault::retire_data_keys`]).
     KeyRotation {
@@ -200,10 +271,11 @@ pub(crate) fn error_kind(e: &Error) -> &'static str {
         Error::RootKeyVersionMissing { .. } => "RootKeyVersionMissing",
         Error::VaultFormatTooNew { .. } => "VaultFormatTooNew",
         Error::VaultFormatNeedsUpgrade { .. } => "VaultFormatNeedsUpgrade",
+        Error::ConsentRequired { .. } => "ConsentRequired",
     }
 }
 
-fn encode(actor: &Actor, event: AuditEvent, outcome: AuditOutcome) -> Result<Vec<u8>> {
+pub(crate) fn encode(actor: &Actor, event: AuditEvent, outcome: AuditOutcome) -> Result<Vec<u8>> {
     let body = AuditBody {
         actor: actor.user,
         as_admin: actor.is_admin(),

@@ -59,6 +59,12 @@ pub(crate) mod meta {
     /// record's nonce and ciphertext, each XOR 0xFF (so the marker never matches itself). The
     /// purge verifies by its raw scan that those bytes are gone, then deletes the marker.
     pub const REWRITTEN: u8 = 0x16;
+    /// `0x17 | tenant | extension` → sealed extension record (tenant KEK; `consent.rs`).
+    pub const EXTENSION: u8 = 0x17;
+    /// `0x18 | tenant | extension` → sealed organisation-wide consent grant (tenant KEK).
+    pub const ORG_CONSENT: u8 = 0x18;
+    /// `0x19 | tenant | user | extension` → sealed consent grant of a user (user key).
+    pub const USER_CONSENT: u8 = 0x19;
     /// `0x1D` → the vault's format version (`crate::format`): which layout every record
     /// follows; written last by the upgrade at open. `0x1E` is reserved for format work.
     pub const FORMAT: u8 = 0x1D;

@@ -313,6 +313,12 @@ pub enum MetaKind {
     UserV2 = 9,
     /// Restriction of processing of a user, under the user key.
     Restriction = 10,
+    /// Extension record (id, name, scopes, conversations), under the tenant KEK.
+    Extension = 11,
+    /// Organisation-wide consent grant of an extension, under the tenant KEK.
+    OrgConsent = 12,
+    /// A user's consent grant for an extension, under the user key.
+    UserConsent = 13,
 }
 
 impl MetaKind {
@@ -329,6 +335,9 @@ impl MetaKind {
             8 => MetaKind::Hold,
             9 => MetaKind::UserV2,
             10 => MetaKind::Restriction,
+            11 => MetaKind::Extension,
+            12 => MetaKind::OrgConsent,
+            13 => MetaKind::UserConsent,
             _ => return None,
         })
     }

@@ -268,6 +268,24 @@ pub enum Error {
         detail: String,
     },
 
+    /// An extension's access ([`crate::Vault::extension`]) needs a live consent grant that it
+    /// does not have: none was given (or it was revoked), it expired, or it does not include
+    /// the scope. Nothing was handed over; the refusal is in the audit trail. Not retryable
+    /// until the consent is granted. The CLI exits with code 7.
+    #[error("{}", consent_message(*tenant, *extension, *scope, *user, *reason))]
+    ConsentRequired {
+        /// The tenant.
+        tenant: crate::model::TenantId,
+        /// The extension.
+        extension: crate::consent::ExtensionId,
+        /// The scope the access needed.
+        scope: crate::consent::ConsentScope,
+        /// Whose consent: a user for a personal scope, `None` for organisation-wide consent.
+        user: Option<crate::model::UserId>,
+        /// What is missing.
+        reason: crate::consent::ConsentMissing,
+    },
+
     /// A file outside RocksDB (key-check file, key file) could not be read or written.
     #[error("{op} {path}: {source}")]
     Io {
@@ -279,6 +297,33 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn consent_message(
+    tenant: crate::model::TenantId,
+    extension: crate::consent::ExtensionId,
+    scope: crate::consent::ConsentScope,
+    user: Option<crate::model::UserId>,
+    reason: crate::consent::ConsentMissing,
+) -> String {
+    let whom = match user {
+        Some(u) => format!("user {u}"),
+        None => "the organisation".into(),
+    };
+    let todo = match user {
+        _ if !scope.is_personal() => "a tenant admin grants organisation-level scopes \
+             organisation-wide when registering the extension"
+            .to_string(),
+        Some(_) => format!(
+            "the user must grant {scope} to the extension (`Vault::grant_consent`, \
+             `chatvault consent grant`)"
+        ),
+        None => "the extension does not ask for it: register it with this scope".to_string(),
+    };
+    format!(
+        "consent required: extension {extension} of tenant {tenant} needs {whom}'s consent \
+         for {scope}: {reason}; {todo}"
+    )
 }
 
 fn storage_hint(e: &rocksdb::Error) -> &'static str {

@@ -45,7 +45,8 @@ pub struct ExportOptions {
 /// What an export wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExportSummary {
-    /// JSON Lines records written, the header and the `end` record included.
+    /// JSON Lines records written before the `end` record, the header included: the same
+    /// number as the `end` record's `records` (the output has `records + 1` lines).
     pub records: u64,
     /// `message` records.
     pub messages: u64,
@@ -53,6 +54,8 @@ pub struct ExportSummary {
     pub users: u64,
     /// `conversation` records.
     pub conversations: u64,
+    /// `consent` records (user exports).
+    pub consents: u64,
     /// Users left out because their processing is restricted (third-party exports only).
     pub restricted_users_left_out: u64,
 }
@@ -126,6 +129,16 @@ enum Line<'a> {
         deleted_at_ms: Option<i64>,
         revisions: Vec<RevisionLine>,
     },
+    Consent {
+        user: u64,
+        extension: u64,
+        extension_id: &'a str,
+        extension_name: &'a str,
+        scopes: Vec<&'static str>,
+        granted_at_ms: i64,
+        expires_at_ms: i64,
+        live: bool,
+    },
     End {
         records: u64,
         messages: u64,
@@ -152,12 +165,16 @@ impl<W: Write> Sink<W> {
             }
         })?;
         self.w.write_all(b"\n").map_err(write_err)?;
-        self.sum.records += 1;
         match l {
             Line::Message { .. } => self.sum.messages += 1,
             Line::User { .. } => self.sum.users += 1,
             Line::Conversation { .. } => self.sum.conversations += 1,
+            Line::Consent { .. } => self.sum.consents += 1,
             _ => {}
+        }
+        // The `end` record counts the lines before it, not itself.
+        if !matches!(l, Line::End { .. }) {
+            self.sum.records += 1;
         }
         Ok(())
     }
@@ -353,6 +370,19 @@ impl Vault {
         }
         s.line(&header(self, "user", tenant, Some(user), None, opts))?;
         s.line(&user_line(&info, since))?;
+        let now = self.inner.opts.clock.now_ms();
+        for (ext, g) in self.user_consents(tenant, user)? {
+            s.line(&Line::Consent {
+                user: user.as_u64(),
+                extension: ext.extension.as_u64(),
+                extension_id: &ext.id,
+                extension_name: &ext.name,
+                scopes: g.scopes.iter().map(|c| c.as_str()).collect(),
+                granted_at_ms: g.granted_at_ms,
+                expires_at_ms: g.expires_at_ms,
+                live: g.is_live(now),
+            })?;
+        }
         let convs: Vec<ConversationId> = self
             .user_conversations(tenant, user)?
             .collect::<Result<_>>()?;
@@ -456,20 +486,24 @@ impl Vault {
         restricted: &mut Restrictions,
         s: &mut Sink<W>,
     ) -> Result<()> {
+        // A third party does not learn that a restricted user is a member either.
+        let mut listed = Vec::with_capacity(members.len());
+        for m in members {
+            if !(opts.third_party && restricted.get(self, tenant, m.user)?) {
+                listed.push(MemberLine {
+                    user: m.user.as_u64(),
+                    joined_at_ms: m.joined_at_ms,
+                    left_at_ms: m.left_at_ms,
+                });
+            }
+        }
         s.line(&Line::Conversation {
             conversation: info.id.as_u64(),
             external_id: &info.external_id,
             kind: kind_str(info.kind),
             title: info.title.as_deref(),
             created_at_ms: info.created_at_ms,
-            members: members
-                .iter()
-                .map(|m| MemberLine {
-                    user: m.user.as_u64(),
-                    joined_at_ms: m.joined_at_ms,
-                    left_at_ms: m.left_at_ms,
-                })
-                .collect(),
+            members: listed,
         })?;
         let own = subject.and_then(|u| members.iter().find(|m| m.user == u).copied());
         for m in self.messages(tenant, info.id, None, Direction::Forward)? {
@@ -562,5 +596,74 @@ fn user_line(info: &UserInfo, since: Option<i64>) -> Line<'_> {
         fields: &info.profile.fields,
         restricted: since.is_some(),
         restricted_since_ms: since,
+    }
+}
+
+/// An export's output encrypted to one or more recipients in the age format
+/// (age-encryption.org/v1, X25519 recipients `age1...`), behind the `age` cargo feature. It
+/// streams: age seals 64 KiB chunks, so memory stays bounded. Pass `&mut` it as the export's
+/// writer, then call [`AgeOutput::finish`], which seals the last chunk; without it the file
+/// does not decrypt. Nothing in clear reaches the inner writer.
+///
+/// ```no_run
+/// # fn f(vault: &chatvault::Vault, t: chatvault::TenantId, u: chatvault::UserId) -> chatvault::Result<()> {
+/// use chatvault::{Actor, AgeOutput, ExportOptions};
+/// let file = std::fs::File::create("/tmp/export.jsonl.age").map_err(|e| chatvault::Error::ExportWrite { source: e })?;
+/// let mut out = AgeOutput::new(&["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"], file)?;
+/// vault.export_user(t, Actor::member(u), u, &ExportOptions::default(), &mut out)?;
+/// out.finish()?;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "age")]
+pub struct AgeOutput<W: Write> {
+    w: age::stream::StreamWriter<W>,
+}
+
+#[cfg(feature = "age")]
+impl<W: Write> AgeOutput<W> {
+    /// Starts an age file to `recipients` (X25519 public keys, `age1...`; at least one) on
+    /// `out`, writing its header.
+    ///
+    /// Errors: [`Error::InvalidInput`] (no recipient, or one that is not an `age1...` X25519
+    /// public key); [`Error::ExportWrite`] (writing the header failed).
+    pub fn new<S: AsRef<str>>(recipients: &[S], out: W) -> Result<Self> {
+        if recipients.is_empty() {
+            return Err(Error::InvalidInput(
+                "an age-encrypted export needs at least one recipient (age1...)".into(),
+            ));
+        }
+        let mut parsed = Vec::with_capacity(recipients.len());
+        for r in recipients {
+            let r = r.as_ref().trim();
+            let p: age::x25519::Recipient = r.parse().map_err(|e| {
+                Error::InvalidInput(format!(
+                    "{r:?} is not an age X25519 recipient (age1..., as `age-keygen` prints): {e}"
+                ))
+            })?;
+            parsed.push(p);
+        }
+        let enc = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| Error::InvalidInput(format!("cannot encrypt to these recipients: {e}")))?;
+        let w = enc.wrap_output(out).map_err(write_err)?;
+        Ok(AgeOutput { w })
+    }
+
+    /// Seals the last chunk and returns the inner writer (flushed).
+    ///
+    /// Errors: [`Error::ExportWrite`].
+    pub fn finish(self) -> Result<W> {
+        let mut w = self.w.finish().map_err(write_err)?;
+        w.flush().map_err(write_err)?;
+        Ok(w)
+    }
+}
+
+#[cfg(feature = "age")]
+impl<W: Write> Write for AgeOutput<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.w.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
     }
 }

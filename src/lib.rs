@@ -27,6 +27,13 @@
 //!   `docs/export-schema-v1.json`), restriction of processing ([`Vault::restrict_processing`],
 //!   [`Vault::is_restricted`]) and erasure ([`Vault::erase_user`]), each recorded in an audit
 //!   trail chained like the receipts ([`Vault::audit_entries`], [`Vault::verify_audit`]).
+//! - **Consent for extensions.** A registry of extensions and the scopes they ask for
+//!   ([`Vault::register_extension`]; organisation-wide consent for organisation-level scopes
+//!   only), users' grants with an expiry ([`Vault::grant_consent`], default 60 days;
+//!   [`Vault::revoke_consent`]), and the extension context ([`Vault::extension`]) whose reads
+//!   succeed only within a live grant and otherwise fail at once with
+//!   [`Error::ConsentRequired`]; a restricted user's data never goes through it. Exports can be
+//!   encrypted to age recipients (`AgeOutput`, `age` feature).
 //!
 //! - **Operator tools.** [`Vault::verify`], [`Vault::stats`] and [`Vault::key_stats`],
 //!   [`Vault::compact_scope`], root key rotation ([`Vault::rotate_root_key`]), rotation of the
@@ -72,6 +79,7 @@ mod audit;
 pub mod chain;
 mod checkpoint;
 pub mod codec;
+mod consent;
 pub mod envelope;
 mod error;
 mod export;
@@ -95,7 +103,13 @@ mod verify;
 pub use audit::{AuditEntry, AuditEvent, AuditOutcome, ExportScope, RotationStep};
 pub use chain::{ChainBreak, ChainFault, ChainHead, ChainId, ChainReport};
 pub use checkpoint::RestoreReport;
+pub use consent::{
+    AccessTarget, ConsentGrant, ConsentMissing, ConsentScope, ExtensionContext, ExtensionId,
+    ExtensionInfo, ExtensionPage, ExtensionSpec, GrantOptions, DEFAULT_CONSENT_MS,
+};
 pub use error::{Error, Result};
+#[cfg(feature = "age")]
+pub use export::AgeOutput;
 pub use export::{ExportOptions, ExportSummary, EXPORT_FORMAT, EXPORT_VERSION};
 pub use format::{stop_upgrade_after, NO_RECEIPT, OLDEST_UPGRADABLE_FORMAT, VAULT_FORMAT_VERSION};
 pub use keycheck::KEYCHECK_FILE;

@@ -434,6 +434,8 @@ impl<'a> Pass<'a> {
             codec::meta::CONV_POLICY,
             codec::meta::POLICY_LOG,
             codec::meta::HOLD,
+            codec::meta::EXTENSION,
+            codec::meta::ORG_CONSENT,
         ] {
             let prefix = KeyBuf::tag(tag).u64(t).into_vec();
             for (place, value) in scan(i, cf::META, &prefix)? {

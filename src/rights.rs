@@ -295,11 +295,11 @@ impl Vault {
     }
 
     /// Erasure ("close my account"): shreds the user ([`ShredScope::User`]: their key, profile,
-    /// restriction record, directory entry and conversation index; under the default erasure
-    /// policy also every message they wrote), and returns the receipt. Under a legal hold that
-    /// covers the user, the request is queued and the returned outcome carries the queued
-    /// request (carried out when the last hold over it is released). It cannot be undone. The
-    /// user themself or an admin may call it; the audit trail records an `Erasure`.
+    /// restriction record, consent grants, directory entry and conversation index; under the
+    /// default erasure policy also every message they wrote), and returns the receipt. Under a
+    /// legal hold that covers the user, the request is queued and the returned outcome carries
+    /// the queued request (carried out when the last hold over it is released). It cannot be
+    /// undone. The user themself or an admin may call it; the audit trail records an `Erasure`.
     ///
     /// Errors: [`Error::PermissionDenied`]; [`Error::NotFound`]; [`Error::Shredded`] (already
     /// erased).

@@ -915,6 +915,20 @@ fn rotate_user(
             n += 1;
         }
     }
+    // The user's consent grants (`0x19 t u e`, `src/consent.rs`) are sealed under the user key
+    // too: sealed again with the profile, or they would not open once the old version is gone.
+    let grants = KeyBuf::tag(codec::meta::USER_CONSENT)
+        .u64(t)
+        .u64(u)
+        .into_vec();
+    for (mplace, v) in rekey::scan(i, cf::META, &grants)? {
+        batch.put_cf(
+            &mcf,
+            &mplace,
+            rekey::reseal(&mplace, &v, &old, &cipher, nv)?,
+        );
+        n += 1;
+    }
     Ok(n)
 }
 

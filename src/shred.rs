@@ -500,6 +500,12 @@ impl Vault {
                     .u64(u.0)
                     .into_vec();
                 batch.delete_range_cf(&meta, &p, &prefix_successor(&p).unwrap_or_default());
+                // Their consent grants (sealed under the destroyed user key).
+                let p = KeyBuf::tag(codec::meta::USER_CONSENT)
+                    .u64(t)
+                    .u64(u.0)
+                    .into_vec();
+                batch.delete_range_cf(&meta, &p, &prefix_successor(&p).unwrap_or_default());
             }
             ShredScope::Window { conversation, .. } => {
                 let e = window.map(|w| w.0).unwrap_or_default();

@@ -164,11 +164,13 @@ impl Vault {
                 | codec::meta::TENANT_POLICY
                 | codec::meta::CONV_POLICY
                 | codec::meta::POLICY_LOG
-                | codec::meta::HOLD => id8(1).map(|t| (t, None, None)),
+                | codec::meta::HOLD
+                | codec::meta::EXTENSION
+                | codec::meta::ORG_CONSENT => id8(1).map(|t| (t, None, None)),
                 codec::meta::CONVERSATION | codec::meta::MEMBER => {
                     id8(1).zip(id8(9)).map(|(t, c)| (t, Some(c), None))
                 }
-                codec::meta::USER | codec::meta::RESTRICTION => {
+                codec::meta::USER | codec::meta::RESTRICTION | codec::meta::USER_CONSENT => {
                     id8(1).zip(id8(9)).map(|(t, u)| (t, None, Some(u)))
                 }
                 _ => {

@@ -1,7 +1,8 @@
 //! Exports parsed back and compared with what is stored: the bundled IRC sample (a whole
 //! tenant, and one user with the messages they wrote and received while a member), its
 //! non-ASCII lines, and a conversation of emoji, right-to-left text and combining marks written
-//! here, byte for byte. Plus the opt-in streaming check on a large conversation.
+//! here, byte for byte. Plus two opt-in tests: the whole IRC corpus (needs ../shared/corpus)
+//! and the streaming check on a large conversation.
 
 mod common;
 
@@ -57,7 +58,8 @@ fn check_frame(ls: &[Value], scope: &str) {
     assert_eq!(end["messages"], msgs);
     for l in &ls[1..ls.len() - 1] {
         assert!(
-            ["tenant", "user", "conversation", "message"].contains(&l["type"].as_str().unwrap()),
+            ["tenant", "user", "consent", "conversation", "message"]
+                .contains(&l["type"].as_str().unwrap()),
             "{l}"
         );
     }
@@ -102,7 +104,9 @@ fn irc_sample_tenant_and_user_exports_read_back_as_stored() {
         .unwrap();
     let ls = parse(&buf);
     check_frame(&ls, "tenant");
-    assert_eq!(s.records, ls.len() as u64);
+    // The summary (and so the CLI and the audit entry) counts what the `end` record counts.
+    assert_eq!(s.records, ls.len() as u64 - 1);
+    assert_eq!(ls.last().unwrap()["records"], s.records);
     assert_eq!(ls[1]["type"], "tenant");
     assert_eq!(ls[1]["name"], "ubuntu");
     let stored: u64 = v.messages(t, c, None, Direction::Forward).unwrap().count() as u64;
@@ -236,11 +240,75 @@ fn emoji_right_to_left_and_combining_marks_round_trip_byte_for_byte() {
     assert_eq!(ids.len(), bodies.len());
 }
 
-/// Opt-in (`-- --ignored`): a conversation of 200 000 messages exports with bounded memory.
-/// The export holds one message at a time and a 64 KiB buffer; the check is that the process's
-/// peak resident memory grows by far less than the export's size while it runs.
+/// Opt-in (`-- --ignored`, needs `../shared/corpus/irc-disentanglement` or
+/// `CHATVAULT_CORPUS`; fails loudly without it): the whole IRC corpus imported, every channel
+/// exported as a tenant, every line parsed back and compared with what is stored, its non-ASCII
+/// lines written verbatim.
 #[test]
-#[ignore = "slow: appends 200k messages (about a minute in a debug build)"]
+#[ignore = "opt-in: needs ../shared/corpus (the IRC disentanglement corpus)"]
+fn the_irc_corpus_exports_and_reads_back_as_stored() {
+    let corpus = std::env::var_os("CHATVAULT_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/corpus/irc-disentanglement")
+        });
+    assert!(
+        corpus.join("ubuntu/dev").is_dir() && corpus.join("new-domains").is_dir(),
+        "corpus not found at {} (expected ubuntu/dev and new-domains); set CHATVAULT_CORPUS",
+        corpus.display()
+    );
+    let (_d, v, _p) = common::new_vault();
+    for part in ["ubuntu/dev", "new-domains"] {
+        common::import_and_verify(&v, &corpus.join(part));
+    }
+    let (mut total, mut non_ascii) = (0u64, 0u64);
+    for tenant in v.tenants().unwrap() {
+        let t = tenant.id;
+        let mut buf = Vec::new();
+        let s = v
+            .export_tenant(t, Actor::operator(), &ExportOptions::default(), &mut buf)
+            .unwrap();
+        let ls = parse(&buf);
+        check_frame(&ls, "tenant");
+        let text = std::str::from_utf8(&buf).unwrap();
+        let mut stored = 0u64;
+        let mut convs = BTreeMap::new();
+        for c in v.conversations(t).unwrap() {
+            let c = c.unwrap().id;
+            convs.insert(c.as_u64(), c);
+            stored += v.messages(t, c, None, Direction::Forward).unwrap().count() as u64;
+        }
+        assert_eq!(s.messages, stored, "tenant {}", tenant.name);
+        for l in ls.iter().filter(|l| l["type"] == "message") {
+            let c = convs[&l["conversation"].as_u64().unwrap()];
+            check_message(&v, t, c, l);
+            let body = l["body"].as_str().unwrap();
+            if !body.is_ascii() {
+                non_ascii += 1;
+                // Escaped only as JSON requires (quote, backslash, controls): each non-ASCII
+                // character is in the file as it is.
+                let esc = serde_json::to_string(body).unwrap();
+                assert!(text.contains(&esc[1..esc.len() - 1]), "{body:?} escaped");
+                for ch in body.chars().filter(|c| !c.is_ascii() && !c.is_control()) {
+                    assert!(text.contains(ch), "{ch:?} escaped");
+                }
+            }
+        }
+        total += s.messages;
+    }
+    println!("exported {total} messages of the corpus; {non_ascii} non-ASCII lines verbatim");
+    assert!(total > 25_000, "{total}");
+    assert!(non_ascii > 0);
+}
+
+/// Opt-in (`-- --ignored`): a conversation of 200 000 messages (`CHATVAULT_EXPORT_MESSAGES=N`
+/// for another size; `scripts/bench-report --only export-memory` runs it at 1 000 000) exports
+/// with bounded memory. The export holds one message at a time and a 64 KiB buffer; the check
+/// is that the process's peak resident memory grows by far less than the export's size while it
+/// runs. It prints one `export-memory:` line with the figures (a debug-profile build).
+#[test]
+#[ignore = "slow: appends 200k messages (about a minute in a debug build; 1M: about 5 minutes)"]
 fn a_large_conversation_exports_with_bounded_memory() {
     fn status_kib(field: &str) -> u64 {
         let s = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -275,9 +343,12 @@ fn a_large_conversation_exports_with_bounded_memory() {
     let c = v
         .create_conversation(t, "c", ConversationKind::Group, None, &[(u, 0)])
         .unwrap();
-    const N: usize = 200_000;
+    let n: usize = std::env::var("CHATVAULT_EXPORT_MESSAGES")
+        .ok()
+        .map(|s| s.parse().expect("CHATVAULT_EXPORT_MESSAGES is a number"))
+        .unwrap_or(200_000);
     let body = "x".repeat(200);
-    for chunk in (0..N).collect::<Vec<_>>().chunks(1000) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let msgs: Vec<NewMessage> = chunk
             .iter()
             .map(|i| NewMessage::text(u, 1_700_000_000_000 + *i as i64, body.clone()))
@@ -290,12 +361,21 @@ fn a_large_conversation_exports_with_bounded_memory() {
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let before = status_kib("VmRSS:");
     let mut out = Count(0);
+    let started = std::time::Instant::now();
     let s = v
         .export_conversation(t, Actor::operator(), c, &ExportOptions::default(), &mut out)
         .unwrap();
-    let grew = status_kib("VmHWM:").saturating_sub(before);
-    assert_eq!(s.messages, N as u64);
+    let secs = started.elapsed().as_secs_f64();
+    let peak = status_kib("VmHWM:");
+    let grew = peak.saturating_sub(before);
+    assert_eq!(s.messages, n as u64);
     eprintln!("exported {} bytes; peak RSS grew by {grew} KiB", out.0);
+    // Read by scripts/bench-report (section export-memory).
+    println!(
+        "export-memory: messages={n} bytes={} rss_before_kib={before} peak_kib={peak} \
+         peak_growth_kib={grew} export_s={secs:.1}",
+        out.0
+    );
     assert!(out.0 > 40 << 20, "the export is {} bytes", out.0);
     assert!(
         grew * 1024 < out.0 / 4,

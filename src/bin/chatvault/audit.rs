@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use chatvault::{
-    AuditEntry, AuditEvent, AuditOutcome, ChainHead, ExportScope, HoldScope, RotationStep,
+    AccessTarget, AuditEntry, AuditEvent, AuditOutcome, ChainHead, ExportScope, HoldScope, RotationStep,
 };
 use serde_json::{json, Value};
 
@@ -106,6 +106,9 @@ fn verify(a: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
 }
 
 fn actor_text(e: &AuditEntry) -> String {
+    if let AuditEvent::ExtensionAccess { extension, .. } = &e.event {
+        return format!("extension {extension}");
+    }
     match (e.actor, e.as_admin) {
         (None, _) => "operator".into(),
         (Some(u), true) => format!("user {u} (admin)"),
@@ -230,7 +233,110 @@ fn event_text(e: &AuditEvent) -> String {
                 }
             }
         }
+        AuditEvent::ExtensionRegistered {
+            tenant,
+            extension,
+            scopes,
+        } => format!(
+            "extension {extension} registered in tenant {tenant}, asking for {}",
+            scopes_text(scopes)
+        ),
+        AuditEvent::ExtensionRemoved {
+            tenant,
+            extension,
+            grants_removed,
+        } => format!(
+            "extension {extension} removed from tenant {tenant} with {}",
+            count(*grants_removed, "user's consent", "users' consents")
+        ),
+        AuditEvent::ExtensionConversation {
+            tenant,
+            extension,
+            conversation,
+            added,
+        } => format!(
+            "extension {extension} {} conversation {conversation} of tenant {tenant}",
+            if *added { "added to" } else { "removed from" }
+        ),
+        AuditEvent::ConsentGranted {
+            tenant,
+            extension,
+            user,
+            scopes,
+            expires_at_ms,
+        } => format!(
+            "consent of {} for extension {extension} of tenant {tenant}: {} until {}",
+            consenter(*user),
+            scopes_text(scopes),
+            fmt_time(*expires_at_ms)
+        ),
+        AuditEvent::ConsentRevoked {
+            tenant,
+            extension,
+            user,
+        } => format!(
+            "consent of {} for extension {extension} of tenant {tenant} revoked",
+            consenter(*user)
+        ),
+        AuditEvent::ExtensionAccess {
+            tenant,
+            extension,
+            scope,
+            target,
+            returned,
+            withheld,
+        } => format!(
+            "extension {extension} of tenant {tenant}: {scope} of {} ({returned} handed \
+             over{})",
+            target_text(target),
+            if *withheld > 0 {
+                format!(", {withheld} withheld")
+            } else {
+                String::new()
+            }
+        ),
     }
+}
+
+fn consenter(user: Option<chatvault::UserId>) -> String {
+    match user {
+        Some(u) => format!("user {u}"),
+        None => "the organisation".into(),
+    }
+}
+
+fn scopes_text(s: &[chatvault::ConsentScope]) -> String {
+    s.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
+}
+
+fn target_text(t: &AccessTarget) -> String {
+    match t {
+        AccessTarget::Conversations => "its conversations".into(),
+        AccessTarget::Conversation(c) => format!("conversation {c}"),
+        AccessTarget::Messages(c) => format!("messages of conversation {c}"),
+        AccessTarget::Message(c, id) => format!("message {id} of conversation {c}"),
+        AccessTarget::Profile(u) => format!("the profile of user {u}"),
+        AccessTarget::Post(c) => format!("a post to conversation {c}"),
+    }
+}
+
+fn target_json(t: &AccessTarget) -> Value {
+    match t {
+        AccessTarget::Conversations => json!({"kind": "conversations"}),
+        AccessTarget::Conversation(c) => {
+            json!({"kind": "conversation", "conversation": c.as_u64()})
+        }
+        AccessTarget::Messages(c) => json!({"kind": "messages", "conversation": c.as_u64()}),
+        AccessTarget::Message(c, id) => {
+            json!({"kind": "message", "conversation": c.as_u64(), "id": id})
+        }
+        AccessTarget::Profile(u) => json!({"kind": "profile", "user": u.as_u64()}),
+        AccessTarget::Post(c) => json!({"kind": "post", "conversation": c.as_u64()}),
+    }
+}
+
+fn scope_strs(s: &[chatvault::ConsentScope]) -> Vec<&'static str> {
+    s.iter().map(|c| c.as_str()).collect()
 }
 
 fn entry_json(e: &AuditEntry) -> Value {
@@ -312,6 +418,52 @@ fn entry_json(e: &AuditEntry) -> Value {
             json!({"event": "key_rotation", "tenant": tenant.as_u64(),
                    "conversation": conversation.map(|c| c.as_u64()), "step": step})
         }
+        AuditEvent::ExtensionRegistered {
+            tenant,
+            extension,
+            scopes,
+        } => json!({"event": "extension_registered", "tenant": tenant.as_u64(),
+                    "extension": extension.as_u64(), "scopes": scope_strs(scopes)}),
+        AuditEvent::ExtensionRemoved {
+            tenant,
+            extension,
+            grants_removed,
+        } => json!({"event": "extension_removed", "tenant": tenant.as_u64(),
+                    "extension": extension.as_u64(), "grants_removed": grants_removed}),
+        AuditEvent::ExtensionConversation {
+            tenant,
+            extension,
+            conversation,
+            added,
+        } => json!({"event": "extension_conversation", "tenant": tenant.as_u64(),
+                    "extension": extension.as_u64(), "conversation": conversation.as_u64(),
+                    "added": added}),
+        AuditEvent::ConsentGranted {
+            tenant,
+            extension,
+            user,
+            scopes,
+            expires_at_ms,
+        } => json!({"event": "consent_granted", "tenant": tenant.as_u64(),
+                    "extension": extension.as_u64(), "user": user.map(|u| u.as_u64()),
+                    "scopes": scope_strs(scopes), "expires_at_ms": expires_at_ms}),
+        AuditEvent::ConsentRevoked {
+            tenant,
+            extension,
+            user,
+        } => json!({"event": "consent_revoked", "tenant": tenant.as_u64(),
+                    "extension": extension.as_u64(), "user": user.map(|u| u.as_u64())}),
+        AuditEvent::ExtensionAccess {
+            tenant,
+            extension,
+            scope,
+            target,
+            returned,
+            withheld,
+        } => json!({"event": "extension_access", "tenant": tenant.as_u64(),
+                    "extension": extension.as_u64(), "scope": scope.as_str(),
+                    "target": target_json(target), "returned": returned,
+                    "withheld": withheld}),
     };
     let outcome = match &e.outcome {
         AuditOutcome::Done => json!({"status": "done"}),

@@ -338,7 +338,8 @@ pub fn user(
         Ok(u) => Ok(u),
         Err(Error::NotFound { .. }) => bail!(
             "tenant {tenant_name:?} has no user {name:?} (for imported IRC logs, users are \
-             nicks as written in the log)"
+             nicks as written in the log); an erased user's name no longer leads to them: \
+             `chatvault receipts show` lists the erasures"
         ),
         Err(e) => Err(e.into()),
     }

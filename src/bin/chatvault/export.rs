@@ -6,13 +6,15 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::bail;
-use chatvault::{Actor, Error, ExportOptions, ExportSummary};
+use chatvault::{Actor, AgeOutput, Error, ExportOptions, ExportSummary};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::common::{self, plural, VaultArgs};
 
 const AFTER: &str = "The format (chatvault-export version 1, JSON Lines) is described in \
-docs/export-schema-v1.json. Exports hold personal data in clear: keep the file safe. \
+docs/export-schema-v1.json. Exports hold personal data in clear unless encrypted with \
+--age-recipient: keep the file safe. A progress bar shows on a terminal (stderr), none when \
+the output is piped. \
 Exit codes: 0 written, 1 error (the output then has no `end` record), 2 bad usage.";
 
 #[derive(clap::Subcommand)]
@@ -60,6 +62,20 @@ pub struct ExportOpts {
     /// restricted user's own export is refused).
     #[arg(long)]
     third_party: bool,
+    /// Encrypt the export to this age recipient (an X25519 public key, age1..., as
+    /// `age-keygen` prints; repeatable: any one of them decrypts). The file is in the age
+    /// format (age-encryption.org/v1): `age -d -i KEY FILE` decrypts it.
+    #[arg(long = "age-recipient", value_name = "age1...", value_parser = parse_recipient)]
+    age_recipients: Vec<String>,
+}
+
+fn parse_recipient(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    s.parse::<age::x25519::Recipient>()
+        .map(|_| s.to_string())
+        .map_err(|e| {
+            format!("{s:?} is not an age X25519 recipient (age1..., as `age-keygen` prints): {e}")
+        })
 }
 
 /// Counts the records (lines) going through, for the progress bar.
@@ -107,6 +123,12 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
             );
         }
     }
+    if !opts.age_recipients.is_empty() && opts.out.is_none() && io::stdout().is_terminal() {
+        bail!(
+            "an age-encrypted export is binary: pass --out FILE or pipe it (`... | cat > \
+             FILE.age`), not to a terminal"
+        );
+    }
     let v = common::open(&opts.vault, call)?;
     let eo = ExportOptions {
         third_party: opts.third_party,
@@ -129,7 +151,7 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
         | ExportCommand::Tenant { tenant, .. } => tenant.as_str(),
     };
     let t = common::tenant(&v, tenant_name)?;
-    let export = |w: &mut dyn Write| -> Result<ExportSummary, anyhow::Error> {
+    let plain = |w: &mut dyn Write| -> Result<ExportSummary, anyhow::Error> {
         let w = Counting {
             inner: w,
             bar: bar.clone(),
@@ -159,6 +181,17 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
             ),
             e => e.into(),
         })
+    };
+    // With --age-recipient the JSON Lines go through an age encryptor; the progress bar
+    // counts the records before encryption.
+    let export = |w: &mut dyn Write| -> Result<ExportSummary, anyhow::Error> {
+        if opts.age_recipients.is_empty() {
+            return plain(w);
+        }
+        let mut enc = AgeOutput::new(&opts.age_recipients, w)?;
+        let s = plain(&mut enc)?;
+        enc.finish()?;
+        Ok(s)
     };
     let summary = match &opts.out {
         None => {
@@ -194,12 +227,20 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
     tracing::info!(records = s.records, messages = s.messages, "export written");
     if let Some(path) = &opts.out {
         eprintln!(
-            "exported {}, {}, {} and {} to {}{}",
+            "exported {}, {}, {} and {} to {}{}{}",
             plural(s.records, "record"),
             plural(s.users, "user"),
             plural(s.conversations, "conversation"),
             plural(s.messages, "message"),
             path.display(),
+            if opts.age_recipients.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", encrypted to {}",
+                    plural(opts.age_recipients.len() as u64, "age recipient")
+                )
+            },
             if s.restricted_users_left_out > 0 {
                 format!(
                     " ({} left out: processing restricted)",

@@ -8,7 +8,9 @@ mod audit;
 mod checkpoint;
 mod common;
 mod compact;
+mod consent;
 mod export;
+mod extension;
 mod hold;
 mod import;
 mod init;
@@ -171,6 +173,19 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Extensions: register (with the scopes they ask for, and organisation-wide consent for
+    /// organisation-level scopes), list, remove, add to conversations, and read as one
+    /// (refused with exit 7 without a live consent grant).
+    Extension {
+        #[command(subcommand)]
+        command: extension::ExtensionCommand,
+    },
+    /// A user's consent for extensions: grant (personal scopes, with an expiry, default 60
+    /// days), revoke (at once), list.
+    Consent {
+        #[command(subcommand)]
+        command: consent::ConsentCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -271,6 +286,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => user::run(command, &mut out)?,
         Command::Export { command } => export::run(command, &mut out)?,
         Command::Audit { command } => audit::run(command, &mut out)?,
+        Command::Extension { command } => extension::run(command, &mut out)?,
+        Command::Consent { command } => consent::run(command, &mut out)?,
         Command::Purge(args) => {
             // Print the report even when the purge is incomplete (an error follows it).
             let r = purge::run(&args, &mut out);

@@ -136,6 +136,22 @@ pub fn run(cmd: UserCommand, out: &mut impl Write) -> anyhow::Result<()> {
                 Some(s) => writeln!(out, "  processing:    restricted since {}", fmt_time(s))?,
                 None => writeln!(out, "  processing:    not restricted")?,
             }
+            let consents = v.consents(t, Actor::operator(), u)?;
+            if consents.is_empty() {
+                writeln!(out, "  consents:      none")?;
+            }
+            let now = crate::extension::now_ms();
+            for (e, g) in &consents {
+                writeln!(
+                    out,
+                    "  consent:       {} ({}) for {}, {} {}",
+                    e.id,
+                    e.name,
+                    crate::extension::scopes_text(&g.scopes),
+                    if g.is_live(now) { "until" } else { "expired" },
+                    fmt_time(g.expires_at_ms)
+                )?;
+            }
             writeln!(out, "conversations: {}", a.conversations.len())?;
             for c in &a.conversations {
                 let m = c
