@@ -313,6 +313,9 @@ pub enum MetaKind {
     UserV2 = 9,
     /// Restriction of processing of a user, under the user key.
     Restriction = 10,
+    /// An importer's external reference of a message or conversation (the source format's
+    /// ids and extra fields), under the conversation key.
+    ExternalRef = 17,
 }
 
 impl MetaKind {
@@ -329,6 +332,7 @@ impl MetaKind {
             8 => MetaKind::Hold,
             9 => MetaKind::UserV2,
             10 => MetaKind::Restriction,
+            17 => MetaKind::ExternalRef,
             _ => return None,
         })
     }

@@ -482,7 +482,11 @@ impl Pass<'_> {
         for (place, value) in scan(i, cf::KEYS, &epochs)? {
             self.rewrap_child(&place, &value, &old, &new_c, nv)?;
         }
-        for tag in [codec::meta::CONVERSATION, codec::meta::MEMBER] {
+        for tag in [
+            codec::meta::CONVERSATION,
+            codec::meta::MEMBER,
+            codec::meta::EXTERNAL_REF,
+        ] {
             let prefix = KeyBuf::tag(tag).u64(t).u64(c).into_vec();
             for (place, value) in scan(i, cf::META, &prefix)? {
                 let sealed = reseal(&place, &value, &old, &new_c, nv)?;

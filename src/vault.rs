@@ -989,6 +989,19 @@ impl Vault {
         conv: ConversationId,
         msgs: &[NewMessage],
     ) -> Result<Appended<Vec<MessageId>>> {
+        self.append_batch_with(tenant, conv, msgs, &mut |_, _| Ok(()))
+    }
+
+    /// [`Vault::append_batch`], with `extra` adding rows (for example the importers'
+    /// external-id rows) to the same WriteBatch once the ids are known, so that they land
+    /// atomically with the messages.
+    pub(crate) fn append_batch_with(
+        &self,
+        tenant: TenantId,
+        conv: ConversationId,
+        msgs: &[NewMessage],
+        extra: &mut dyn FnMut(&[MessageId], &mut WriteBatch) -> Result<()>,
+    ) -> Result<Appended<Vec<MessageId>>> {
         let i = &self.inner;
         for m in msgs {
             i.check_new_message(m)?;
@@ -1064,6 +1077,7 @@ impl Vault {
             .u64(conv.0)
             .into_vec();
         batch.merge_cf(&meta, counter, (first + msgs.len() as u64).to_le_bytes());
+        extra(&ids, &mut batch)?;
         i.write(batch, "appending messages")?;
         Ok(Appended::Stored(ids))
     }

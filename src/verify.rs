@@ -142,7 +142,7 @@ impl Vault {
                 | codec::meta::CONV_POLICY
                 | codec::meta::POLICY_LOG
                 | codec::meta::HOLD => id8(1).map(|t| (t, None, None)),
-                codec::meta::CONVERSATION | codec::meta::MEMBER => {
+                codec::meta::CONVERSATION | codec::meta::MEMBER | codec::meta::EXTERNAL_REF => {
                     id8(1).zip(id8(9)).map(|(t, c)| (t, Some(c), None))
                 }
                 codec::meta::USER | codec::meta::RESTRICTION => {

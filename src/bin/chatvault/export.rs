@@ -51,15 +51,15 @@ pub enum ExportCommand {
 #[derive(clap::Args)]
 pub struct ExportOpts {
     #[command(flatten)]
-    vault: VaultArgs,
+    pub(crate) vault: VaultArgs,
     /// Write to this file (created with mode 0600; it must not exist yet) instead of standard
     /// output.
     #[arg(long, short = 'o', value_name = "FILE")]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// An export for a third party: users whose processing is restricted are left out (a
     /// restricted user's own export is refused).
     #[arg(long)]
-    third_party: bool,
+    pub(crate) third_party: bool,
 }
 
 /// Counts the records (lines) going through, for the progress bar.
