@@ -551,3 +551,49 @@ fn the_shared_corpus_archive_round_trips() {
     import(&v3, &zip).unwrap();
     assert_same(&tr, &transcript(&v3, v3.tenant("T0BMHLSRH").unwrap()), true);
 }
+
+#[test]
+fn verify_opens_the_external_references_and_a_purge_after_a_shred_reseals_them() {
+    let (d, v, _p) = common::new_vault();
+    import(&v, &sample()).unwrap();
+    let t = v.tenant("T0BMHLSRH").unwrap();
+    let r = v.verify().unwrap();
+    assert!(r.is_ok(), "{:?}", r.failures);
+    let before = transcript(&v, t);
+    // Shred one day of traveling-sailor (its first: the joins), then purge: the
+    // conversation's key is re-versioned and its external references sealed again.
+    let c = v.conversation_id(t, "C0JL6CGQ2").unwrap();
+    let first = &before.conversations["C0JL6CGQ2"].messages[0];
+    v.shred(
+        t,
+        chatvault::Actor::operator(),
+        chatvault::ShredScope::Window {
+            conversation: c,
+            at_ms: first.sent_at_ms,
+        },
+    )
+    .unwrap();
+    let p = v.purge(chatvault::PurgeOptions::default()).unwrap();
+    let rk = p.rekey.expect("a re-versioning pass");
+    assert!(rk.conversation_keys_reversioned >= 1, "{rk:?}");
+    assert!(rk.meta_resealed >= 1, "{rk:?}");
+    let r = v.verify().unwrap();
+    assert!(r.is_ok(), "{:?}", r.failures);
+    // The messages of other days keep their Slack ids, and the export leaves the shredded
+    // day out.
+    let last = before.conversations["C0JL6CGQ2"].messages.last().unwrap();
+    assert_eq!(
+        v.external_ref(t, c, last.id).unwrap().map(|x| x.id),
+        last.xref.as_ref().map(|x| x.id.clone())
+    );
+    let zip = d.path().join("after.zip");
+    let s = export_zip(&v, "T0BMHLSRH", &zip);
+    let day = |ms: i64| ms.div_euclid(86_400_000);
+    let shredded = before.conversations["C0JL6CGQ2"]
+        .messages
+        .iter()
+        .filter(|m| day(m.sent_at_ms) == day(first.sent_at_ms))
+        .count() as u64;
+    assert!(shredded > 0);
+    assert_eq!(s.messages, 158 - shredded, "{s:?}");
+}

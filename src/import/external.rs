@@ -41,6 +41,9 @@ pub struct ExternalImportReport {
     pub deletions_applied: u64,
     /// Records read but not stored, by reason (for example `reactions (not stored)`).
     pub skipped: BTreeMap<String, u64>,
+    /// Records stored otherwise than the export has them, by reason (for example a post
+    /// naming a team its channel is not in).
+    pub notes: BTreeMap<String, u64>,
     /// Conversations whose history is off: their messages were not stored, by policy.
     pub history_off: Vec<String>,
     /// Whether the whole export was read (false when the progress callback stopped it).
@@ -52,6 +55,10 @@ impl ExternalImportReport {
         if n > 0 {
             *self.skipped.entry(reason.to_string()).or_default() += n;
         }
+    }
+
+    pub(crate) fn note(&mut self, reason: &str) {
+        *self.notes.entry(reason.to_string()).or_default() += 1;
     }
 }
 

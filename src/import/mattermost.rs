@@ -395,10 +395,9 @@ impl Run<'_, '_> {
             let members = self.members(p, "channel_members", entry)?;
             let id = direct_channel_id(&members);
             if !self.channels.contains_key(&id) {
-                self.imp.report.skip(
-                    "direct posts to a direct channel with no direct_channel line (the channel \
-                     was created from their channel_members)",
-                    1,
+                self.imp.report.note(
+                    "direct channels with no direct_channel line (created from their posts' \
+                     channel_members)",
                 );
             }
             self.direct(&members, None, entry)?
@@ -406,31 +405,32 @@ impl Run<'_, '_> {
             let team = self.need(p, "team", entry, "post")?;
             let channel = self.need(p, "channel", entry, "post")?;
             let id = format!("{team}/{channel}");
-            match self.channels.get(&id) {
-                Some(c) => *c,
-                None => match self.by_name.get(channel).map(Vec::as_slice) {
-                    // The post names the wrong team (seen in real exports): the channel name
-                    // is unambiguous, so it goes there, and its team is kept for the export.
-                    Some([only]) => {
-                        team_field = Some(team.to_string());
-                        self.imp.report.skip(
-                            "posts naming a team their channel is not in (stored in the \
-                             channel of that name; the team they name is kept)",
-                            1,
-                        );
-                        self.channels[only]
-                    }
-                    _ => {
-                        return Err(malformed(
-                            &self.file,
-                            entry,
-                            format!(
-                                "post in channel {channel:?} of team {team:?}, which no earlier \
+            let by_name = match self.by_name.get(channel).map(Vec::as_slice) {
+                Some([only]) => self.channels.get(only).copied(),
+                _ => None,
+            };
+            match (self.channels.get(&id), by_name) {
+                (Some(c), _) => *c,
+                // The post names the wrong team (seen in real exports): the channel name is
+                // unambiguous, so it goes there, and the team it names is kept for the export.
+                (None, Some(c)) => {
+                    team_field = Some(team.to_string());
+                    self.imp.report.note(
+                        "posts naming a team their channel is not in (stored in the channel \
+                         of that name; the team they name is kept)",
+                    );
+                    c
+                }
+                (None, None) => {
+                    return Err(malformed(
+                        &self.file,
+                        entry,
+                        format!(
+                            "post in channel {channel:?} of team {team:?}, which no earlier \
                                  channel line defines"
-                            ),
-                        ))
-                    }
-                },
+                        ),
+                    ))
+                }
             }
         };
         let root_key = self.one(c, p, entry, None, team_field)?;
@@ -528,5 +528,23 @@ impl Run<'_, '_> {
             self.imp.delete(c, &key, at)?;
         }
         Ok((key, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_channel_ids_ignore_member_order_and_repeats() {
+        assert_eq!(direct_channel_id(&["ron", "harry"]), "dm:harry,ron");
+        assert_eq!(
+            direct_channel_id(&["harry", "ron", "harry"]),
+            "dm:harry,ron"
+        );
+        assert_eq!(
+            direct_channel_id(&["ron", "harry", "ginny"]),
+            direct_channel_id(&["ginny", "ron", "harry"])
+        );
     }
 }

@@ -54,7 +54,8 @@ pub fn ts_to_ms(ts: &str) -> Option<i64> {
     if secs < 0 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let ms: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    let padded = format!("{frac:0<3}");
+    let ms: i64 = padded.get(..3)?.parse().ok()?;
     secs.checked_mul(1000)?.checked_add(ms)
 }
 
@@ -302,7 +303,7 @@ pub fn import_slack_export(
     for (folder, files) in &days {
         if !folders.iter().any(|(f, _)| f == folder) {
             return Err(malformed(
-                &zip.entry_file(&files[0]),
+                &zip.entry_file(files.first().map_or(folder.as_str(), String::as_str)),
                 "the folder",
                 format!(
                     "folder {folder:?} has no conversation in channels.json, groups.json, \
@@ -447,10 +448,9 @@ fn message(
         if tt != ts {
             reply_to = imp.resolve(c, tt)?;
             if reply_to.is_none() {
-                imp.report.skip(
-                    "thread links to a parent not in the export (the reply is stored without \
-                     its link)",
-                    1,
+                imp.report.note(
+                    "thread replies whose parent is not in the export (stored without the \
+                     link)",
                 );
             }
         }
@@ -526,4 +526,27 @@ fn body_of(m: &Value) -> String {
                 .join("\n")
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::write_back::ms_to_ts;
+
+    #[test]
+    fn ts_parses_to_ms_and_back() {
+        assert_eq!(ts_to_ms("1452837318.000002"), Some(1_452_837_318_000));
+        assert_eq!(ts_to_ms("1452837318.123456"), Some(1_452_837_318_123));
+        assert_eq!(ts_to_ms("1452837318.5"), Some(1_452_837_318_500));
+        assert_eq!(ts_to_ms("1452837318"), Some(1_452_837_318_000));
+        for bad in ["", "x.1", "-5.000001", "12.3a", "1.2.3"] {
+            assert_eq!(ts_to_ms(bad), None, "{bad:?}");
+        }
+        for ms in [0, 999, 1_452_837_318_123, 4_102_444_800_001] {
+            for seq in [0, 7, 999, 1000] {
+                assert_eq!(ts_to_ms(&ms_to_ts(ms, seq)), Some(ms), "{ms} {seq}");
+            }
+        }
+        assert_eq!(ms_to_ts(1_452_837_318_123, 2), "1452837318.123002");
+    }
 }

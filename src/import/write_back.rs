@@ -864,3 +864,27 @@ fn mm_posts(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_numbers_are_utc_dates() {
+        assert_eq!(civil(0), "1970-01-01");
+        assert_eq!(civil(-1), "1969-12-31");
+        assert_eq!(civil(16_815), "2016-01-15");
+        assert_eq!(civil(19_782), "2024-02-29");
+        assert_eq!(civil(19_783), "2024-03-01");
+        assert_eq!(civil(11_016), "2000-02-29");
+    }
+
+    #[test]
+    fn stored_fields_come_back_as_the_json_they_were() {
+        assert_eq!(field_json("{\"value\":\"\"}"), json!({"value": ""}));
+        assert_eq!(field_json("true"), json!(true));
+        assert_eq!(field_json("1452837318"), json!(1452837318));
+        assert_eq!(field_json("general"), json!("general"));
+        assert_eq!(field_json("\"quoted\""), json!("\"quoted\""));
+    }
+}

@@ -158,6 +158,9 @@ fn external(args: &ExternalArgs, format: &str, out: &mut impl Write) -> anyhow::
     for (why, n) in &r.skipped {
         writeln!(out, "skipped {n}: {why}")?;
     }
+    for (why, n) in &r.notes {
+        writeln!(out, "note, {n}: {why}")?;
+    }
     if !r.history_off.is_empty() {
         writeln!(
             out,
