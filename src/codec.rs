@@ -68,9 +68,9 @@ pub(crate) mod meta {
     /// [`DIR_MESSAGE`], over the conversation iid (8 B BE), the source name, a 0 byte and the id.
     pub const EXTERNAL_INDEX: u8 = 0x1F;
     /// `0x20 | tenant | conversation | message id` → sealed external reference (meta kind 17,
-    /// under the conversation key): the source format's ids and fields that chatvault's model
-    /// has no place for, kept for exact exports back to that format. Message id 0 holds the
-    /// conversation's own reference (message ids start at 1).
+    /// under the message's DEK): the source format's ids and fields that chatvault's model has
+    /// no place for, kept for exact exports back to that format. Message id 0 holds the
+    /// conversation's own reference, under the conversation key (message ids start at 1).
     pub const EXTERNAL_REF: u8 = 0x20;
     /// Directory domain byte of [`EXTERNAL_INDEX`] (the HMAC's domain; not a `0x07` sub-kind).
     pub const DIR_MESSAGE: u8 = 0x03;

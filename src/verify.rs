@@ -142,7 +142,12 @@ impl Vault {
                 | codec::meta::CONV_POLICY
                 | codec::meta::POLICY_LOG
                 | codec::meta::HOLD => id8(1).map(|t| (t, None, None)),
-                codec::meta::CONVERSATION | codec::meta::MEMBER | codec::meta::EXTERNAL_REF => {
+                codec::meta::CONVERSATION | codec::meta::MEMBER => {
+                    id8(1).zip(id8(9)).map(|(t, c)| (t, Some(c), None))
+                }
+                // A conversation's own external reference; those of messages are sealed under
+                // the messages' DEKs and opened with them (`Vault::external_ref`).
+                codec::meta::EXTERNAL_REF if k.len() == 25 && id8(17) == Some(0) => {
                     id8(1).zip(id8(9)).map(|(t, c)| (t, Some(c), None))
                 }
                 codec::meta::USER | codec::meta::RESTRICTION => {

@@ -553,7 +553,7 @@ fn the_shared_corpus_archive_round_trips() {
 }
 
 #[test]
-fn verify_opens_the_external_references_and_a_purge_after_a_shred_reseals_them() {
+fn external_references_survive_a_purge_and_are_shredded_with_their_messages() {
     let (d, v, _p) = common::new_vault();
     import(&v, &sample()).unwrap();
     let t = v.tenant("T0BMHLSRH").unwrap();
@@ -564,6 +564,7 @@ fn verify_opens_the_external_references_and_a_purge_after_a_shred_reseals_them()
     // conversation's key is re-versioned and its external references sealed again.
     let c = v.conversation_id(t, "C0JL6CGQ2").unwrap();
     let first = &before.conversations["C0JL6CGQ2"].messages[0];
+    let day = |ms: i64| ms.div_euclid(86_400_000);
     v.shred(
         t,
         chatvault::Actor::operator(),
@@ -586,14 +587,38 @@ fn verify_opens_the_external_references_and_a_purge_after_a_shred_reseals_them()
         v.external_ref(t, c, last.id).unwrap().map(|x| x.id),
         last.xref.as_ref().map(|x| x.id.clone())
     );
+    // Shredding a user makes the references of their messages unreadable with the messages.
+    let hermione = before.conversations["C0JGLMMNX"]
+        .messages
+        .iter()
+        .find(|m| m.author == "U0BMS113R")
+        .expect("a message by U0BMS113R");
+    let e = v.conversation_id(t, "C0JGLMMNX").unwrap();
+    assert!(v.external_ref(t, e, hermione.id).unwrap().is_some());
+    let u = v.user_id(t, "U0BMS113R").unwrap();
+    v.shred(
+        t,
+        chatvault::Actor::operator(),
+        chatvault::ShredScope::User(u),
+    )
+    .unwrap();
+    assert!(v.external_ref(t, e, hermione.id).is_err());
+    let hers: u64 = before
+        .conversations
+        .iter()
+        .flat_map(|(id, c)| c.messages.iter().map(move |m| (id, m)))
+        .filter(|(id, m)| {
+            m.author == "U0BMS113R"
+                && !(id.as_str() == "C0JL6CGQ2" && day(m.sent_at_ms) == day(first.sent_at_ms))
+        })
+        .count() as u64;
     let zip = d.path().join("after.zip");
     let s = export_zip(&v, "T0BMHLSRH", &zip);
-    let day = |ms: i64| ms.div_euclid(86_400_000);
     let shredded = before.conversations["C0JL6CGQ2"]
         .messages
         .iter()
         .filter(|m| day(m.sent_at_ms) == day(first.sent_at_ms))
         .count() as u64;
     assert!(shredded > 0);
-    assert_eq!(s.messages, 158 - shredded, "{s:?}");
+    assert_eq!(s.messages, 158 - shredded - hers, "{s:?}");
 }

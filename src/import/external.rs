@@ -3,7 +3,7 @@
 //! is already stored and a part-way import continues), edits and deletions applied once,
 //! batches of [`super::IMPORT_BATCH`] messages, and the summary.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -88,6 +88,8 @@ pub(crate) struct Importer<'v, 'p> {
     users: HashMap<String, UserId>,
     pending: HashMap<ConversationId, Pending>,
     history_off: HashMap<ConversationId, String>,
+    /// Members of the conversations seen, loaded once per conversation.
+    members: HashMap<ConversationId, HashSet<UserId>>,
     on_progress: &'p mut dyn FnMut(&ExternalImportReport) -> bool,
     stopped: bool,
 }
@@ -125,6 +127,7 @@ impl<'v, 'p> Importer<'v, 'p> {
             users: HashMap::new(),
             pending: HashMap::new(),
             history_off: HashMap::new(),
+            members: HashMap::new(),
             on_progress,
             stopped: false,
         })
@@ -221,16 +224,23 @@ impl<'v, 'p> Importer<'v, 'p> {
         u: UserId,
         joined_at_ms: i64,
     ) -> Result<(), ImportError> {
-        let members = self
-            .vault
-            .members(self.tenant, c)
-            .map_err(|e| self.verr(e))?;
-        if members.iter().any(|m| m.user == u) {
+        if !self.members.contains_key(&c) {
+            let now: HashSet<UserId> = self
+                .vault
+                .members(self.tenant, c)
+                .map_err(|e| self.verr(e))?
+                .into_iter()
+                .map(|m| m.user)
+                .collect();
+            self.members.insert(c, now);
+        }
+        if self.members.get(&c).is_some_and(|m| m.contains(&u)) {
             return Ok(());
         }
         self.vault
             .add_member(self.tenant, c, u, joined_at_ms)
             .map_err(|e| self.verr(e))?;
+        self.members.entry(c).or_default().insert(u);
         self.report.memberships_added += 1;
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! External references: the source format's ids and fields for imported messages and
 //! conversations (a Slack `ts`, a Mattermost post's `create_at` and author, a channel's topic),
-//! sealed under the conversation key, with a blind index from an external message id to the
-//! message (DESIGN.md §3, meta `0x1F` and `0x20`).
+//! sealed under the message's DEK (a conversation's own under the conversation key), with a
+//! blind index from an external message id to the message (DESIGN.md §10, meta `0x1F` and
+//! `0x20`).
 
 use std::collections::BTreeMap;
 
@@ -9,14 +10,14 @@ use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, be64, KeyBuf};
-use crate::envelope::{self, MetaKind};
+use crate::envelope::{self, MetaKind, RecordHeader};
 use crate::error::{Error, Result};
-use crate::keys;
+use crate::keys::{self, ReadyKey};
 use crate::vault::{cf, from_postcard, to_postcard, KeyId};
 use crate::{Appended, ConversationId, MessageId, NewMessage, TenantId, Vault};
 
 /// What a source format knows about a message or a conversation that chatvault's model has no
-/// place for, kept (sealed under the conversation key) for exact exports back to that format.
+/// place for, kept (sealed) for exact exports back to that format.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExternalRef {
     /// The source format: `slack` or `mattermost`.
@@ -87,8 +88,10 @@ impl Vault {
     }
 
     /// The external reference of message `id` (0: of the conversation itself), if it was
-    /// imported with one. Errors: [`Error::Shredded`] or [`Error::NotFound`] when the
-    /// conversation key is gone, [`Error::Authentication`], [`Error::Corrupt`].
+    /// imported with one and the message is still stored. A message's reference is sealed
+    /// under the message's DEK (found from the message record's header), so it becomes
+    /// unreadable with the message: [`Error::Shredded`] or [`Error::NotFound`] when its keys are
+    /// gone; [`Error::Authentication`], [`Error::Corrupt`].
     pub fn external_ref(
         &self,
         tenant: TenantId,
@@ -103,62 +106,73 @@ impl Vault {
         };
         let what = || format!("external reference of message {id} in conversation {conv}");
         let kv = envelope::meta_key_version(&v, MetaKind::ExternalRef, what)?;
-        let ckey = i.key(KeyId::Conv {
-            t: tenant.0,
-            c: conv.0,
-            v: kv,
-        })?;
-        let pt = envelope::open_meta(&ckey.cipher, &v, MetaKind::ExternalRef, &place, what)?;
+        let key = if id == 0 {
+            i.key(KeyId::Conv {
+                t: tenant.0,
+                c: conv.0,
+                v: kv,
+            })?
+        } else {
+            let mplace = codec::message_key(tenant.0, conv.0, id);
+            let Some(rec) = i.get(cf::MESSAGES, &mplace)? else {
+                return Ok(None);
+            };
+            let h = RecordHeader::decode(&rec, what)?;
+            i.dek(
+                tenant.0,
+                conv.0,
+                h.epoch,
+                h.epoch_version,
+                h.author,
+                h.author_version,
+            )?
+        };
+        let pt = envelope::open_meta(&key.cipher, &v, MetaKind::ExternalRef, &place, what)?;
         Ok(Some(from_postcard(&pt, what)?))
     }
 
-    fn stage_external_ref(
+    fn seal_external_ref(
         &self,
-        batch: &mut WriteBatch,
-        tenant: TenantId,
-        conv: ConversationId,
-        id: MessageId,
+        key: &ReadyKey,
+        place: &[u8],
+        version: u32,
         r: &ExternalRef,
-        index: bool,
-    ) -> Result<()> {
-        let i = &self.inner;
-        let ckey = i.key(KeyId::Conv {
-            t: tenant.0,
-            c: conv.0,
-            v: 0,
-        })?;
-        let place = ref_place(tenant, conv, id);
-        let sealed = envelope::seal_meta(
-            &ckey.cipher,
+    ) -> Result<Vec<u8>> {
+        envelope::seal_meta(
+            &key.cipher,
             MetaKind::ExternalRef,
-            ckey.version,
-            &place,
+            version,
+            place,
             &zeroize::Zeroizing::new(to_postcard(r)?),
-        )?;
-        let meta = i.cf(cf::META)?;
-        batch.put_cf(&meta, &place, sealed);
-        if index {
-            let k = self.external_index_key(tenant, conv, &r.source, &r.id)?;
-            batch.put_cf(&meta, k, id.to_be_bytes());
-        }
-        Ok(())
+        )
     }
 
-    /// Stores (or replaces) the conversation's own external reference (message id 0).
+    /// Stores (or replaces) the conversation's own external reference (message id 0), under
+    /// the conversation key (holding `create_lock`, as every record sealed under it, so that a
+    /// re-versioning pass does not miss it).
     pub(crate) fn put_conversation_ref(
         &self,
         tenant: TenantId,
         conv: ConversationId,
         r: &ExternalRef,
     ) -> Result<()> {
+        let i = &self.inner;
+        let _g = i.create_lock.lock();
+        let ckey = i.key(KeyId::Conv {
+            t: tenant.0,
+            c: conv.0,
+            v: 0,
+        })?;
+        let place = ref_place(tenant, conv, 0);
+        let sealed = self.seal_external_ref(&ckey, &place, ckey.version, r)?;
         let mut batch = WriteBatch::default();
-        self.stage_external_ref(&mut batch, tenant, conv, 0, r, false)?;
-        self.inner
-            .write_sync(batch, "storing a conversation's external reference")
+        batch.put_cf(&i.cf(cf::META)?, &place, sealed);
+        i.write_sync(batch, "storing a conversation's external reference")
     }
 
     /// Appends messages with their external references (one each, in order) in one
-    /// WriteBatch: the messages, their references and their index entries land together.
+    /// WriteBatch: the messages, their references (sealed under each message's DEK, with its
+    /// AAD binding the place `0x20 t c id`) and their index entries land together.
     pub(crate) fn append_with_refs(
         &self,
         tenant: TenantId,
@@ -171,9 +185,17 @@ impl Vault {
                 "one external reference per message is needed".into(),
             ));
         }
-        self.append_batch_with(tenant, conv, msgs, &mut |ids, batch| {
-            for (id, r) in ids.iter().zip(refs) {
-                self.stage_external_ref(batch, tenant, conv, *id, r, true)?;
+        self.append_batch_with(tenant, conv, msgs, &mut |sealed, batch| {
+            let meta = self.inner.cf(cf::META)?;
+            for ((id, dek), r) in sealed.iter().zip(refs) {
+                let place = ref_place(tenant, conv, *id);
+                batch.put_cf(
+                    &meta,
+                    &place,
+                    self.seal_external_ref(dek, &place, dek.version, r)?,
+                );
+                let k = self.external_index_key(tenant, conv, &r.source, &r.id)?;
+                batch.put_cf(&meta, k, id.to_be_bytes());
             }
             Ok(())
         })
