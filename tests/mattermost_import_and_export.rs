@@ -333,3 +333,35 @@ fn the_shared_corpus_files_round_trip() {
         round_trip(&v, "corpus", d.path());
     }
 }
+
+/// A tenant from another source (the IRC sample: minute precision, so one author often posts
+/// several times with the same `create_at`) goes to Mattermost and back without losing a
+/// message: every (author, time, body) comes back.
+#[test]
+fn an_irc_tenant_goes_to_mattermost_and_back_without_losing_messages() {
+    let (d, v, _p) = common::new_vault();
+    for f in chatvault::import::irc_log_files(&common::sample_dir()).unwrap() {
+        chatvault::import::import_irc_file(&v, &f, |_| true).unwrap();
+    }
+    let t = v.tenants().unwrap()[0].name.clone();
+    let out = d.path().join("irc.jsonl");
+    export(&v, &t, &out);
+    let (_d2, v2, _p2) = common::new_vault();
+    let r = import_as(&v2, &out, Some(&t)).unwrap();
+    assert!(r.skipped.is_empty(), "{r:?}");
+    let all = |v: &Vault| {
+        let tr = transcript(v, v.tenant(&t).unwrap());
+        let mut m: Vec<(String, i64, String)> = tr
+            .conversations
+            .values()
+            .flat_map(|c| &c.messages)
+            .map(|m| (m.author.clone(), m.sent_at_ms, m.body.clone()))
+            .collect();
+        m.sort();
+        m
+    };
+    let (a, b) = (all(&v), all(&v2));
+    assert!(!a.is_empty());
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a, b);
+}

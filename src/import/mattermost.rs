@@ -9,8 +9,9 @@
 //! channel is a conversation with external id `dm:` and its members' usernames sorted and
 //! joined by `,` ([`ConversationKind::Direct`] for two members, group otherwise); a user is a
 //! user (external id: the username; name, e-mail, nickname, position, roles and locale sealed
-//! in the profile); a post is a message keyed by `create_at:user`, each reply a message keyed
-//! by `ROOT/create_at:user` that replies to its post, in file order (a reply stamped before its
+//! in the profile); a post is a message keyed by `create_at:user` (`create_at:user#N` for the
+//! N-th post in a row of that author with the same `create_at` in the same channel or thread),
+//! each reply a message keyed by `ROOT/create_at:user` that replies to its post, in file order (a reply stamped before its
 //! post keeps its time and its link; history is not reordered). `edit_at` is an edit (a
 //! revision with the same text) and `delete_at`, which Mattermost's own exports leave out but
 //! chatvault writes back, a deletion. Attachments keep their `path` as the attachment name.
@@ -90,6 +91,10 @@ struct Run<'v, 'p> {
     channels: HashMap<String, ConversationId>,
     /// Channel name -> its `TEAM/CHANNEL` ids.
     by_name: HashMap<String, Vec<String>>,
+    /// (conversation, author, thread) -> the last post's `create_at` and how many posts in a
+    /// row had it: the second post of an author with the same `create_at` in the same place is
+    /// keyed `create_at:user#2` (logs with second or minute precision have many).
+    last: HashMap<(ConversationId, String, String), (i64, u32)>,
 }
 
 /// Imports a Mattermost bulk export (JSON Lines) into the tenant named by
@@ -121,6 +126,7 @@ pub fn import_mattermost_export(
         teams: HashMap::new(),
         channels: HashMap::new(),
         by_name: HashMap::new(),
+        last: HashMap::new(),
     };
     let mut buf = Vec::new();
     let mut line_no = 0usize;
@@ -476,9 +482,23 @@ impl Run<'_, '_> {
                     format!("{what} has no \"create_at\" (UTC ms, not negative)"),
                 )
             })?;
+        let thread = root.map(|(r, _)| r.clone()).unwrap_or_default();
+        let seen = self
+            .last
+            .entry((c, user.to_string(), thread.clone()))
+            .or_insert((create_at, 0));
+        if seen.0 == create_at {
+            seen.1 += 1;
+        } else {
+            *seen = (create_at, 1);
+        }
+        let nth = match seen.1 {
+            1 => String::new(),
+            n => format!("#{n}"),
+        };
         let key = match root {
-            None => format!("{create_at}:{user}"),
-            Some((r, _)) => format!("{r}/{create_at}:{user}"),
+            None => format!("{create_at}:{user}{nth}"),
+            Some(_) => format!("{thread}/{create_at}:{user}{nth}"),
         };
         let body = str_of(p, "message").unwrap_or_default().to_string();
         let reactions = p
