@@ -622,3 +622,31 @@ fn external_references_survive_a_purge_and_are_shredded_with_their_messages() {
     assert!(shredded > 0);
     assert_eq!(s.messages, 158 - shredded - hers, "{s:?}");
 }
+
+#[test]
+fn verify_catches_a_tampered_external_reference() {
+    let (d, v, p) = common::new_vault();
+    import(&v, &sample()).unwrap();
+    let before = v.verify().unwrap();
+    assert!(before.is_ok());
+    let path = v.path().to_path_buf();
+    drop(v);
+    // Flip one byte of the ciphertext of one message's external reference (meta 0x20, id != 0).
+    {
+        let db = common::open_raw(&path);
+        let meta = db.cf_handle(chatvault::cf::META).unwrap();
+        let (k, mut val) = db
+            .iterator_cf(&meta, rocksdb::IteratorMode::Start)
+            .map(|kv| kv.unwrap())
+            .find(|(k, _)| k[0] == 0x20 && k.len() == 25 && k[17..25] != [0u8; 8])
+            .expect("a message's external reference");
+        let n = val.len() - 20;
+        val[n] ^= 1;
+        db.put_cf(&meta, k, val).unwrap();
+    }
+    let v = Vault::open(&path, p, chatvault::VaultOptions::default()).unwrap();
+    let after = v.verify().unwrap();
+    assert_eq!(after.failures.len(), 1, "{:?}", after.failures);
+    assert_eq!(after.meta_ok + 1, before.meta_ok);
+    drop(d);
+}
