@@ -74,6 +74,19 @@ pub(crate) mod meta {
     /// whose old key versions are not retired yet (postcard `RotationState`: times, internal
     /// ids and a flag; not sealed). Deleted by the retirement (`rotate.rs`).
     pub const DATA_ROTATION: u8 = 0x1A;
+    /// `0x1F | tenant | conversation | HMAC16(source, external message id)` → message id
+    /// (u64 BE): the importers' blind index from an external message id (a Slack `ts`, a
+    /// Mattermost post's `create_at` and author) to the message, for threads, edits and
+    /// idempotent re-imports. The HMAC key is the tenant's directory key, domain
+    /// [`DIR_MESSAGE`], over the conversation iid (8 B BE), the source name, a 0 byte and the id.
+    pub const EXTERNAL_INDEX: u8 = 0x1F;
+    /// `0x20 | tenant | conversation | message id` → sealed external reference (meta kind 17,
+    /// under the message's DEK): the source format's ids and fields that chatvault's model has
+    /// no place for, kept for exact exports back to that format. Message id 0 holds the
+    /// conversation's own reference, under the conversation key (message ids start at 1).
+    pub const EXTERNAL_REF: u8 = 0x20;
+    /// Directory domain byte of [`EXTERNAL_INDEX`] (the HMAC's domain; not a `0x07` sub-kind).
+    pub const DIR_MESSAGE: u8 = 0x03;
     /// Directory sub-kind for conversations.
     pub const DIR_CONV: u8 = 0x01;
     /// Directory sub-kind for users.

@@ -319,6 +319,9 @@ pub enum MetaKind {
     OrgConsent = 12,
     /// A user's consent grant for an extension, under the user key.
     UserConsent = 13,
+    /// An importer's external reference of a message or conversation (the source format's
+    /// ids and extra fields), under the conversation key.
+    ExternalRef = 17,
 }
 
 impl MetaKind {
@@ -338,6 +341,7 @@ impl MetaKind {
             11 => MetaKind::Extension,
             12 => MetaKind::OrgConsent,
             13 => MetaKind::UserConsent,
+            17 => MetaKind::ExternalRef,
             _ => return None,
         })
     }

@@ -538,8 +538,14 @@ impl<'a> Pass<'a> {
                 self.epoch_keys_rotated += 1;
             }
         }
-        for tag in [codec::meta::CONVERSATION, codec::meta::MEMBER] {
-            let prefix = KeyBuf::tag(tag).u64(t).u64(c).into_vec();
+        // The conversation's own external reference (`0x20 t c 0`) is sealed under its key;
+        // those of its messages are under the messages' DEKs, which do not change.
+        for prefix in [
+            KeyBuf::tag(codec::meta::CONVERSATION).u64(t).u64(c),
+            KeyBuf::tag(codec::meta::MEMBER).u64(t).u64(c),
+            KeyBuf::tag(codec::meta::EXTERNAL_REF).u64(t).u64(c).u64(0),
+        ] {
+            let prefix = prefix.into_vec();
             for (place, value) in scan(i, cf::META, &prefix)? {
                 let sealed = reseal(&place, &value, &old, &new_c, nv)?;
                 self.batch.put_cf(&mcf, &place, sealed);

@@ -1010,6 +1010,20 @@ impl Vault {
         conv: ConversationId,
         msgs: &[NewMessage],
     ) -> Result<Appended<Vec<MessageId>>> {
+        self.append_batch_with(tenant, conv, msgs, &mut |_, _| Ok(()))
+    }
+
+    /// [`Vault::append_batch`], with `extra` adding rows (the importers' external references,
+    /// sealed under each message's DEK) to the same WriteBatch once the ids are known, so that
+    /// they land atomically with the messages. `extra` gets each message's id and DEK.
+
+    pub(crate) fn append_batch_with(
+        &self,
+        tenant: TenantId,
+        conv: ConversationId,
+        msgs: &[NewMessage],
+        extra: &mut dyn FnMut(&[(MessageId, Arc<ReadyKey>)], &mut WriteBatch) -> Result<()>,
+    ) -> Result<Appended<Vec<MessageId>>> {
         let i = &self.inner;
         for m in msgs {
             i.check_new_message(m)?;
@@ -1051,6 +1065,7 @@ impl Vault {
         let mut batch = WriteBatch::default();
         let (mcf, tcf, meta) = (i.cf(cf::MESSAGES)?, i.cf(cf::TIME_INDEX)?, i.cf(cf::META)?);
         let mut ids = Vec::with_capacity(msgs.len());
+        let mut deks = Vec::with_capacity(msgs.len());
         for (n, (m, (header, dek))) in msgs.iter().zip(sealers).enumerate() {
             let id = first + n as u64;
             let place = codec::message_key(tenant.0, conv.0, id);
@@ -1081,12 +1096,14 @@ impl Vault {
                 author,
             );
             ids.push(id);
+            deks.push((id, dek));
         }
         let counter = KeyBuf::tag(codec::meta::NEXT_MSG_ID)
             .u64(tenant.0)
             .u64(conv.0)
             .into_vec();
         batch.merge_cf(&meta, counter, (first + msgs.len() as u64).to_le_bytes());
+        extra(&deks, &mut batch)?;
         i.write(batch, "appending messages")?;
         Ok(Appended::Stored(ids))
     }

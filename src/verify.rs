@@ -158,6 +158,25 @@ impl Vault {
                 break;
             };
             let id8 = |at: usize| k.get(at..at + 8).and_then(be64);
+            // A message's external reference (importers, §10): sealed under the message's DEK,
+            // opened as `Vault::external_ref` does. Its message gone (purged): not checked.
+            if k[0] == codec::meta::EXTERNAL_REF && k.len() == 25 && id8(17) != Some(0) {
+                if let (Some(t), Some(c), Some(id)) = (id8(1), id8(9), id8(17)) {
+                    match self.external_ref(TenantId(t), ConversationId(c), id) {
+                        Ok(Some(_)) => r.meta_ok += 1,
+                        Ok(None) => {}
+                        Err(Error::Shredded { .. } | Error::NotFound { .. }) => {
+                            r.meta_shredded += 1
+                        }
+                        Err(e) => r.failures.push(VerifyFailure {
+                            what: format!("metadata {}", hex::encode(k)),
+                            error: e.to_string(),
+                        }),
+                    }
+                }
+                it.next();
+                continue;
+            }
             // Which key seals it, if it is sealed.
             let key = match k[0] {
                 codec::meta::TENANT
@@ -168,6 +187,11 @@ impl Vault {
                 | codec::meta::EXTENSION
                 | codec::meta::ORG_CONSENT => id8(1).map(|t| (t, None, None)),
                 codec::meta::CONVERSATION | codec::meta::MEMBER => {
+                    id8(1).zip(id8(9)).map(|(t, c)| (t, Some(c), None))
+                }
+                // A conversation's own external reference; those of messages are sealed under
+                // the messages' DEKs and opened with them (`Vault::external_ref`).
+                codec::meta::EXTERNAL_REF if k.len() == 25 && id8(17) == Some(0) => {
                     id8(1).zip(id8(9)).map(|(t, c)| (t, Some(c), None))
                 }
                 codec::meta::USER | codec::meta::RESTRICTION | codec::meta::USER_CONSENT => {

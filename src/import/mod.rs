@@ -8,10 +8,24 @@
 //! kind, replies). A difference is an [`ImportError::Conflict`] naming the first differing
 //! message and line, and nothing is written.
 //!
+//! [`slack::import_slack_export`] and [`mattermost::import_mattermost_export`] import a Slack
+//! export (zip) and a Mattermost bulk export (JSON Lines); [`write_back`] writes a tenant back
+//! in either format. They key each message by its external id (blind index, DESIGN.md §3), so
+//! a re-import skips what is stored and a part-way import continues.
+//!
 //! Each call imports one file; a caller importing several files (like the CLI) is not
 //! all-or-nothing across them: the files before a failing one stay imported.
 
 pub mod irc;
+pub mod mattermost;
+pub mod slack;
+pub mod write_back;
+
+mod external;
+mod xref;
+
+pub use external::ExternalImportReport;
+pub use xref::ExternalRef;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -61,6 +75,21 @@ pub enum ImportError {
         conversation: String,
         /// What differs.
         detail: String,
+    },
+    /// A Slack or Mattermost export is malformed: `file` is the export (and the entry inside a
+    /// zip), `entry` the line or the record. Nothing of that record was written; what was
+    /// imported before it stays, and a re-import after the fix continues from there.
+    #[error(
+        "{file}, {entry}: {problem}. Nothing of this record was written and what was imported \
+         before it stays; fix the export and run the same import again to continue"
+    )]
+    Malformed {
+        /// The export file (for a zip: `EXPORT.zip: folder/2016-01-15.json`).
+        file: String,
+        /// Where in it: `line 12`, `entry 3 (ts 1452837318.000002)`.
+        entry: String,
+        /// What is wrong.
+        problem: String,
     },
     /// The vault refused a write or read.
     #[error("{path}: {source}")]

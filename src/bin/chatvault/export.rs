@@ -53,20 +53,20 @@ pub enum ExportCommand {
 #[derive(clap::Args)]
 pub struct ExportOpts {
     #[command(flatten)]
-    vault: VaultArgs,
+    pub(crate) vault: VaultArgs,
     /// Write to this file (created with mode 0600; it must not exist yet) instead of standard
     /// output.
     #[arg(long, short = 'o', value_name = "FILE")]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// An export for a third party: users whose processing is restricted are left out (a
     /// restricted user's own export is refused).
     #[arg(long)]
-    third_party: bool,
+    pub(crate) third_party: bool,
     /// Encrypt the export to this age recipient (an X25519 public key, age1..., as
     /// `age-keygen` prints; repeatable: any one of them decrypts). The file is in the age
     /// format (age-encryption.org/v1): `age -d -i KEY FILE` decrypts it.
     #[arg(long = "age-recipient", value_name = "age1...", value_parser = parse_recipient)]
-    age_recipients: Vec<String>,
+    pub(crate) age_recipients: Vec<String>,
 }
 
 fn parse_recipient(s: &str) -> Result<String, String> {

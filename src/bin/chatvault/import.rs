@@ -1,4 +1,5 @@
-//! `chatvault import irc`: IRC logs, one file at a time.
+//! `chatvault import irc|slack|mattermost`: IRC logs (one file at a time), Slack export zips
+//! and Mattermost bulk exports.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -25,6 +26,39 @@ pub enum Source {
     /// before it stay imported (the error lists them); fix the failing file and run the same
     /// command again.
     Irc(IrcArgs),
+    /// Import a Slack workspace export (the zip from Slack's export page): one tenant for the
+    /// workspace, one conversation per channel, private channel, DM and group DM, one user per
+    /// user and bot.
+    ///
+    /// Threads become reply links, edits revisions, deletions deletions, file shares attachment
+    /// metadata; reactions, pins, file contents and URLs are not stored (the summary counts
+    /// what was skipped and why; README "Slack and Mattermost"). Safe to re-run: messages are
+    /// keyed by their ts, so what is stored is skipped and an import stopped part-way
+    /// continues. A malformed entry stops the import with an error naming the entry; what was
+    /// imported before it stays.
+    Slack(ExternalArgs),
+    /// Import a Mattermost bulk export (JSON Lines, version 1): one tenant for the export,
+    /// one conversation per channel and direct channel, one user per user.
+    ///
+    /// Replies keep their link to their post (even when stamped before it; history is not
+    /// reordered); reactions and emoji are not stored. Re-runs and part-way imports behave as
+    /// for `import slack`; a malformed line stops the import with an error naming the line.
+    Mattermost(ExternalArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ExternalArgs {
+    #[command(flatten)]
+    vault: VaultArgs,
+    /// Import into this tenant (default: the Slack team id, or the first Mattermost team).
+    #[arg(long, value_name = "NAME")]
+    tenant: Option<String>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// The export file (Slack: the .zip; Mattermost: the .jsonl).
+    #[arg(value_name = "FILE")]
+    path: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -35,6 +69,9 @@ pub struct IrcArgs {
     /// log that has the same file name apart from the first).
     #[arg(long, value_name = "NAME")]
     tenant: Option<String>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
     /// Log files or directories (searched recursively).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
@@ -43,7 +80,107 @@ pub struct IrcArgs {
 pub fn run(source: Source, out: &mut impl Write) -> anyhow::Result<()> {
     match source {
         Source::Irc(args) => irc(&args, out),
+        Source::Slack(args) => external(&args, "slack", out),
+        Source::Mattermost(args) => external(&args, "mattermost", out),
     }
+}
+
+fn external(args: &ExternalArgs, format: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    match std::fs::metadata(&args.path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => bail!("{} is not a file", args.path.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            bail!("nothing to import at {}: no such file", args.path.display())
+        }
+        Err(e) => bail!("cannot read {}: {e}", args.path.display()),
+    }
+    if let Some(t) = &args.tenant {
+        if t.trim().is_empty() {
+            bail!("--tenant needs a name");
+        }
+    }
+    let call = if format == "slack" {
+        "chatvault::import::slack::import_slack_export"
+    } else {
+        "chatvault::import::mattermost::import_mattermost_export"
+    };
+    let v = common::open(&args.vault, call)?;
+    let options = ImportOptions {
+        tenant: args.tenant.clone(),
+    };
+    let bar = spinner();
+    let start = Instant::now();
+    let mut progress = |r: &import::ExternalImportReport| {
+        bar.set_message(format!(
+            "{} messages written, {} already present",
+            r.messages_written, r.messages_already_present
+        ));
+        true
+    };
+    let r = if format == "slack" {
+        import::slack::import_slack_export(&v, &args.path, &options, &mut progress)
+    } else {
+        import::mattermost::import_mattermost_export(&v, &args.path, &options, &mut progress)
+    };
+    bar.finish_and_clear();
+    let r = r.map_err(|e| Failure {
+        code: 1,
+        message: e.to_string(),
+    })?;
+    v.flush()?;
+    let secs = start.elapsed().as_secs_f64();
+    if args.json {
+        let mut j = serde_json::to_value(&r)?;
+        if let Some(o) = j.as_object_mut() {
+            o.insert("seconds".into(), serde_json::json!(secs));
+        }
+        return common::print_json(out, &j);
+    }
+    writeln!(
+        out,
+        "imported {} into tenant {} in {secs:.2} s: {} ({} created), {}",
+        args.path.display(),
+        r.tenant,
+        plural(r.conversations_in_export, "conversation"),
+        r.conversations_created,
+        plural(r.messages_in_export, "message"),
+    )?;
+    writeln!(
+        out,
+        "{} written, {} already in the vault from an earlier import, {} and {} applied, {}, {}",
+        plural(r.messages_written, "message"),
+        r.messages_already_present,
+        plural(r.edits_applied, "edit"),
+        plural(r.deletions_applied, "deletion"),
+        plural(r.users_created, "new user"),
+        plural(r.memberships_added, "new membership"),
+    )?;
+    for (why, n) in &r.skipped {
+        writeln!(out, "skipped {n}: {why}")?;
+    }
+    for (why, n) in &r.notes {
+        writeln!(out, "note, {n}: {why}")?;
+    }
+    if !r.history_off.is_empty() {
+        writeln!(
+            out,
+            "not stored, because history is off for the conversation: {}",
+            r.history_off.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+fn spinner() -> indicatif::ProgressBar {
+    if !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} importing: {msg}") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
 }
 
 fn irc(args: &IrcArgs, out: &mut impl Write) -> anyhow::Result<()> {
@@ -118,6 +255,24 @@ fn irc(args: &IrcArgs, out: &mut impl Write) -> anyhow::Result<()> {
     v.flush()?;
     let secs = start.elapsed().as_secs_f64();
     let lines = t.messages + t.system_lines;
+    if args.json {
+        return common::print_json(
+            out,
+            &serde_json::json!({
+                "source": "irc",
+                "files": files.len(),
+                "lines": lines,
+                "messages_in_files": t.messages,
+                "messages_written": t.written,
+                "messages_already_present": t.present,
+                "users_created": t.users,
+                "skipped": {"joins, parts, quits, nick and mode changes (not stored)": t.system_lines},
+                "history_off": t.history_off,
+                "completed": true,
+                "seconds": secs,
+            }),
+        );
+    }
     writeln!(
         out,
         "imported {} in {secs:.2} s: {} = {} + {} (joins, parts, quits, nick and mode \

@@ -11,6 +11,7 @@ mod compact;
 mod consent;
 mod export;
 mod extension;
+mod export_format;
 mod hold;
 mod import;
 mod init;
@@ -160,7 +161,14 @@ enum Command {
     /// Export a user, a conversation or a tenant as JSON Lines (format chatvault-export v1,
     /// docs/export-schema-v1.json), to standard output or --out FILE. A progress bar shows on a
     /// terminal, none when the output is piped.
+    ///
+    /// With --format slack or --format mattermost, a tenant or a conversation is written back
+    /// as a Slack export zip or a Mattermost bulk export (JSON Lines) instead.
     Export {
+        /// chatvault (JSON Lines, the default), slack (a Slack export zip: needs --out) or
+        /// mattermost (a Mattermost bulk export, JSON Lines).
+        #[arg(long, value_enum, global = true, default_value = "chatvault")]
+        format: export_format::Format,
         #[command(subcommand)]
         command: export::ExportCommand,
     },
@@ -284,7 +292,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shred { scope } => shred::run(scope, &mut out)?,
         Command::Receipts { command } => receipts::run(command, &mut out)?,
         Command::User { command } => user::run(command, &mut out)?,
-        Command::Export { command } => export::run(command, &mut out)?,
+        Command::Export { format, command } => match format {
+            export_format::Format::Chatvault => export::run(command, &mut out)?,
+            f => export_format::run(f, command, &mut out)?,
+        },
         Command::Audit { command } => audit::run(command, &mut out)?,
         Command::Extension { command } => extension::run(command, &mut out)?,
         Command::Consent { command } => consent::run(command, &mut out)?,

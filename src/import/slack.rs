@@ -1,0 +1,552 @@
+//! Slack workspace exports (the standard export zip).
+//!
+//! Layout: `users.json`, `channels.json`, and where present `groups.json` (private channels),
+//! `dms.json` (direct messages) and `mpims.json` (group direct messages), then one folder per
+//! conversation (named after the channel, group or group DM; a DM's folder is its id) of daily
+//! files `YYYY-MM-DD.json`, each a JSON array of messages in `ts` order.
+//!
+//! Mapping: the workspace is one tenant; each channel, group, DM and group DM one conversation
+//! (external id: Slack's channel id; title: its name; DMs are [`ConversationKind::Direct`]) with
+//! its members; each user one user (external id: the Slack user id; the profile sealed under the
+//! user key), and each bot that posts one user too (external id: its `bot_id`). Each message is
+//! keyed by its `ts`; `thread_ts` becomes reply-to (the thread's parent), `edited` and
+//! `message_changed` an edit (a revision), `message_deleted` a deletion, `file_share` files
+//! attachment metadata (name, media type, size), `me_message` an action. Other subtypes
+//! (`channel_join`, `bot_message`, `bot_add`, `file_comment`, topic changes, ...) are stored as
+//! messages with their text, the subtype kept in the message's external reference. What is not
+//! stored: reactions, pins, stars, message attachments' formatting (an empty bot message keeps
+//! the attachments' `fallback` text as its body), file ids, URLs and contents, user avatars and
+//! flags, `message_replied` thread summaries (the replies are stored themselves).
+//!
+//! The archive is read entry by entry: the user and conversation lists, then each day file,
+//! one at a time (memory is bounded by the largest entry and the number of users).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::external::{malformed, nonempty, str_of, Importer, Incoming};
+use super::xref::ExternalRef;
+use super::{ExternalImportReport, ImportError, ImportOptions};
+use crate::{Attachment, ConversationKind, MessageKind, NewMessage, UserId, UserProfile};
+
+/// The source name in external references and the blind index.
+pub const SOURCE: &str = "slack";
+
+/// Largest zip entry read, in bytes (uncompressed): 256 MiB.
+pub const MAX_ENTRY_BYTES: u64 = 256 << 20;
+
+/// The conversation lists of a Slack export, with the conversation type each holds.
+pub const CONVERSATION_LISTS: [(&str, &str); 4] = [
+    ("channels.json", "channel"),
+    ("groups.json", "group"),
+    ("dms.json", "dm"),
+    ("mpims.json", "mpim"),
+];
+
+/// Slack's `ts` (`"1452837318.000002"`: Unix seconds and a 6-digit sequence) as UTC ms.
+pub fn ts_to_ms(ts: &str) -> Option<i64> {
+    let (secs, frac) = ts.split_once('.').unwrap_or((ts, ""));
+    let secs: i64 = secs.parse().ok()?;
+    if secs < 0 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let padded = format!("{frac:0<3}");
+    let ms: i64 = padded.get(..3)?.parse().ok()?;
+    secs.checked_mul(1000)?.checked_add(ms)
+}
+
+/// A number or a numeric string (Slack writes `created` both ways).
+fn int_of(v: &Value, k: &str) -> Option<i64> {
+    match v.get(k)? {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A field's value as text for an external reference (strings as they are, other JSON as
+/// compact JSON).
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+struct Zip {
+    archive: zip::ZipArchive<File>,
+    name: String,
+}
+
+impl Zip {
+    fn entry_file(&self, entry: &str) -> String {
+        format!("{}: {entry}", self.name)
+    }
+
+    /// Reads one entry as JSON, or `None` if the archive has no such entry.
+    fn json(&mut self, entry: &str) -> Result<Option<Value>, ImportError> {
+        let file = self.entry_file(entry);
+        let mut f = match self.archive.by_name(entry) {
+            Ok(f) => f,
+            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+            Err(e) => {
+                return Err(malformed(
+                    &file,
+                    "the entry",
+                    format!("cannot read it: {e}"),
+                ))
+            }
+        };
+        if f.size() > MAX_ENTRY_BYTES {
+            return Err(malformed(
+                &file,
+                "the entry",
+                format!(
+                    "it is {} bytes uncompressed, more than the {MAX_ENTRY_BYTES} bytes read",
+                    f.size()
+                ),
+            ));
+        }
+        let mut bytes = Vec::new();
+        (&mut f)
+            .take(MAX_ENTRY_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(|e| {
+                malformed(
+                    &file,
+                    "the entry",
+                    format!("cannot decompress it (is the archive truncated?): {e}"),
+                )
+            })?;
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            malformed(
+                &file,
+                format!("line {} column {}", e.line(), e.column()),
+                format!("not valid JSON: {e}"),
+            )
+        })
+    }
+}
+
+fn array<'a>(v: &'a Value, file: &str) -> Result<&'a Vec<Value>, ImportError> {
+    v.as_array()
+        .ok_or_else(|| malformed(file, "the top level", "expected a JSON array"))
+}
+
+/// The profile chatvault keeps of a Slack user (sealed under the user key).
+pub(crate) fn profile_of(u: &Value) -> UserProfile {
+    let p = u.get("profile").cloned().unwrap_or(Value::Null);
+    let display = nonempty(str_of(&p, "real_name"))
+        .or_else(|| nonempty(str_of(u, "real_name")))
+        .or_else(|| nonempty(str_of(&p, "display_name")))
+        .or_else(|| nonempty(str_of(u, "name")))
+        .or_else(|| nonempty(str_of(u, "id")))
+        .unwrap_or_default();
+    let mut fields = BTreeMap::new();
+    for (name, v) in [
+        ("slack.name", str_of(u, "name")),
+        ("slack.real_name", str_of(u, "real_name")),
+        ("slack.display_name", str_of(&p, "display_name")),
+        ("slack.title", str_of(&p, "title")),
+        ("slack.tz", str_of(u, "tz")),
+    ] {
+        if let Some(v) = nonempty(v) {
+            fields.insert(name.to_string(), v);
+        }
+    }
+    for flag in ["is_bot", "deleted", "is_admin"] {
+        if u.get(flag).and_then(Value::as_bool) == Some(true) {
+            fields.insert(format!("slack.{flag}"), "true".into());
+        }
+    }
+    UserProfile {
+        display_name: display,
+        email: nonempty(str_of(&p, "email")),
+        phone: nonempty(str_of(&p, "phone")),
+        fields,
+    }
+}
+
+/// Imports a Slack export zip into the tenant named by [`ImportOptions::tenant`], or else by
+/// the workspace's team id (`team_id` of the first user in `users.json`, or `slack`).
+///
+/// Idempotent and resumable: each message is keyed by its `ts` (blind index), so messages
+/// already stored are skipped (and checked: another author or time is a
+/// [`ImportError::Conflict`]), edits and deletions already applied are not applied again, and
+/// an import stopped part-way (an error, a crash, or `on_progress` returning `false` after a
+/// batch) continues where it stopped. A malformed entry (bad JSON, an unknown user, a folder
+/// with no conversation, a message without `ts`) is an [`ImportError::Malformed`] naming the
+/// entry; what was imported before it stays.
+pub fn import_slack_export(
+    vault: &crate::Vault,
+    path: &Path,
+    options: &ImportOptions,
+    on_progress: &mut dyn FnMut(&ExternalImportReport) -> bool,
+) -> Result<ExternalImportReport, ImportError> {
+    let name = path.display().to_string();
+    let f = File::open(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let archive = zip::ZipArchive::new(f).map_err(|e| {
+        malformed(
+            &name,
+            "the archive",
+            format!("not a readable zip archive (truncated or not a Slack export?): {e}"),
+        )
+    })?;
+    let mut zip = Zip { archive, name };
+    let users_file = zip.entry_file("users.json");
+    let users = zip.json("users.json")?.ok_or_else(|| {
+        malformed(
+            &users_file,
+            "the archive",
+            "no users.json: not a Slack export (export the workspace from Slack's admin pages)",
+        )
+    })?;
+    let users = array(&users, &users_file)?;
+    let tenant = options.tenant.clone().unwrap_or_else(|| {
+        users
+            .first()
+            .and_then(|u| str_of(u, "team_id"))
+            .unwrap_or("slack")
+            .to_string()
+    });
+    let mut imp = Importer::new(vault, &tenant, SOURCE, zip.name.clone(), on_progress)?;
+    for (n, u) in users.iter().enumerate() {
+        let id = str_of(u, "id")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| malformed(&users_file, format!("entry {}", n + 1), "user has no id"))?;
+        imp.user(id, || profile_of(u))?;
+    }
+
+    // The conversations, with the folders their day files are in.
+    let mut folders: Vec<(String, crate::ConversationId)> = Vec::new();
+    for (list, ctype) in CONVERSATION_LISTS {
+        let file = zip.entry_file(list);
+        let Some(v) = zip.json(list)? else { continue };
+        for (n, ch) in array(&v, &file)?.iter().enumerate() {
+            let entry = format!("entry {}", n + 1);
+            let id = str_of(ch, "id")
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| malformed(&file, &entry, "conversation has no id"))?;
+            let cname = str_of(ch, "name").filter(|s| !s.is_empty());
+            let folder = match (ctype, cname) {
+                ("dm", _) | (_, None) => id.to_string(),
+                (_, Some(n)) => n.to_string(),
+            };
+            let created_ms = int_of(ch, "created").unwrap_or(0).max(0) * 1000;
+            let mut members = Vec::new();
+            for m in ch
+                .get("members")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let uid = m.as_str().unwrap_or_default();
+                let u = imp.known_user(uid)?.ok_or_else(|| {
+                    malformed(
+                        &file,
+                        format!("{entry} ({id})"),
+                        format!("member {uid:?} is not in users.json"),
+                    )
+                })?;
+                members.push((u, created_ms));
+            }
+            let mut fields = BTreeMap::new();
+            fields.insert("type".to_string(), ctype.to_string());
+            fields.insert("folder".to_string(), folder.clone());
+            for k in [
+                "name",
+                "created",
+                "creator",
+                "is_archived",
+                "is_general",
+                "topic",
+                "purpose",
+            ] {
+                if let Some(v) = ch.get(k) {
+                    fields.insert(k.to_string(), text_of(v));
+                }
+            }
+            let kind = if ctype == "dm" {
+                ConversationKind::Direct
+            } else {
+                ConversationKind::Group
+            };
+            let xref = ExternalRef {
+                source: SOURCE.into(),
+                id: id.to_string(),
+                fields,
+            };
+            let c = imp.conversation(id, kind, cname, &members, &xref)?;
+            folders.push((folder, c));
+        }
+    }
+
+    // Day files, by folder, in date order. Entries outside any folder (integration_logs.json,
+    // canvases) are not conversations.
+    let mut days: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in zip.archive.file_names() {
+        if let Some((folder, file)) = n.split_once('/') {
+            if file.ends_with(".json") && !file.contains('/') {
+                days.entry(folder.to_string())
+                    .or_default()
+                    .push(n.to_string());
+            }
+        }
+    }
+    for (folder, files) in &days {
+        if !folders.iter().any(|(f, _)| f == folder) {
+            return Err(malformed(
+                &zip.entry_file(files.first().map_or(folder.as_str(), String::as_str)),
+                "the folder",
+                format!(
+                    "folder {folder:?} has no conversation in channels.json, groups.json, \
+                     dms.json or mpims.json"
+                ),
+            ));
+        }
+    }
+    for (folder, c) in &folders {
+        let Some(files) = days.get_mut(folder) else {
+            continue;
+        };
+        files.sort();
+        for day in files.iter() {
+            let file = zip.entry_file(day);
+            let v = match zip.json(day) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => return Err(imp.fail(e)),
+            };
+            let list = match array(&v, &file) {
+                Ok(l) => l,
+                Err(e) => return Err(imp.fail(e)),
+            };
+            for (n, m) in list.iter().enumerate() {
+                if let Err(e) = message(&mut imp, *c, &file, n, m) {
+                    return Err(imp.fail(e));
+                }
+                if imp.stopped() {
+                    return imp.finish();
+                }
+            }
+        }
+    }
+    imp.finish()
+}
+
+fn message(
+    imp: &mut Importer<'_, '_>,
+    c: crate::ConversationId,
+    file: &str,
+    n: usize,
+    m: &Value,
+) -> Result<(), ImportError> {
+    let ts = str_of(m, "ts").unwrap_or_default();
+    let entry = if ts.is_empty() {
+        format!("entry {}", n + 1)
+    } else {
+        format!("entry {} (ts {ts})", n + 1)
+    };
+    if !m.is_object() {
+        return Err(malformed(file, &entry, "expected a JSON object"));
+    }
+    if let Some(t) = str_of(m, "type").filter(|t| *t != "message") {
+        imp.report
+            .skip(&format!("not a message (type {t:?}): not stored"), 1);
+        return Ok(());
+    }
+    let sent_at_ms = ts_to_ms(ts).ok_or_else(|| {
+        malformed(
+            file,
+            &entry,
+            format!("\"ts\" is missing or not Unix seconds like \"1452837318.000002\": {ts:?}"),
+        )
+    })?;
+    let subtype = str_of(m, "subtype");
+    match subtype {
+        Some("message_changed") => {
+            let inner = m.get("message").cloned().unwrap_or(Value::Null);
+            let target = str_of(&inner, "ts")
+                .ok_or_else(|| malformed(file, &entry, "message_changed without message.ts"))?;
+            let at = inner
+                .get("edited")
+                .and_then(|e| str_of(e, "ts"))
+                .and_then(ts_to_ms)
+                .unwrap_or(sent_at_ms);
+            let body = body_of(&inner);
+            return imp.edit(c, target, &body, at);
+        }
+        Some("message_deleted") => {
+            let target = str_of(m, "deleted_ts")
+                .or_else(|| m.get("previous_message").and_then(|p| str_of(p, "ts")))
+                .ok_or_else(|| malformed(file, &entry, "message_deleted without deleted_ts"))?;
+            return imp.delete(c, target, sent_at_ms);
+        }
+        Some("message_replied") => {
+            imp.report.skip(
+                "thread summaries (message_replied; the replies are stored themselves)",
+                1,
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
+    if m.get("hidden").and_then(Value::as_bool) == Some(true) {
+        imp.report.skip("hidden events: not stored", 1);
+        return Ok(());
+    }
+    let bot_id = str_of(m, "bot_id").filter(|s| !s.is_empty());
+    // A file comment's author is the comment's.
+    let user = str_of(m, "user")
+        .or_else(|| m.get("comment").and_then(|c| str_of(c, "user")))
+        .filter(|s| !s.is_empty());
+    let mut fields = BTreeMap::new();
+    let author: UserId = match (user, bot_id) {
+        (u, Some(b)) if u.is_none() || subtype == Some("bot_message") => {
+            let username = str_of(m, "username").filter(|s| !s.is_empty());
+            fields.insert("bot_id".to_string(), b.to_string());
+            if let Some(un) = username {
+                fields.insert("username".to_string(), un.to_string());
+            }
+            if let Some(u) = u {
+                fields.insert("user".to_string(), u.to_string());
+            }
+            imp.user(b, || UserProfile {
+                fields: BTreeMap::from([("slack.bot".to_string(), "true".to_string())]),
+                ..UserProfile::named(username.unwrap_or(b))
+            })?
+        }
+        (Some(u), None) | (Some(u), Some(_)) => imp.known_user(u)?.ok_or_else(|| {
+            malformed(
+                file,
+                &entry,
+                format!("user {u:?} is not in users.json (and the message has no bot_id)"),
+            )
+        })?,
+        (None, _) => {
+            return Err(malformed(
+                file,
+                &entry,
+                "message has neither user nor bot_id",
+            ));
+        }
+    };
+    if let Some(st) = subtype {
+        fields.insert("subtype".to_string(), st.to_string());
+    }
+    let thread_ts = str_of(m, "thread_ts").filter(|s| !s.is_empty());
+    let mut reply_to = None;
+    if let Some(tt) = thread_ts {
+        fields.insert("thread_ts".to_string(), tt.to_string());
+        if tt != ts {
+            reply_to = imp.resolve(c, tt)?;
+            if reply_to.is_none() {
+                imp.report.note(
+                    "thread replies whose parent is not in the export (stored without the \
+                     link)",
+                );
+            }
+        }
+    }
+    if matches!(subtype, Some("channel_join" | "group_join")) {
+        imp.member(c, author, sent_at_ms)?;
+    }
+    let reactions = m
+        .get("reactions")
+        .and_then(Value::as_array)
+        .map_or(0, |r| r.len() as u64);
+    imp.report.skip("reactions (not stored)", reactions);
+    let mut attachments = Vec::new();
+    let files: Vec<&Value> = match (m.get("files"), m.get("file")) {
+        (Some(Value::Array(fs)), _) => fs.iter().collect(),
+        (_, Some(f)) if f.is_object() => vec![f],
+        _ => Vec::new(),
+    };
+    for f in files {
+        attachments.push(Attachment {
+            name: str_of(f, "name")
+                .or_else(|| str_of(f, "title"))
+                .unwrap_or_default()
+                .to_string(),
+            media_type: str_of(f, "mimetype").unwrap_or_default().to_string(),
+            size_bytes: int_of(f, "size").unwrap_or(0).max(0) as u64,
+        });
+    }
+    let body = body_of(m);
+    let kind = if subtype == Some("me_message") {
+        MessageKind::Action
+    } else {
+        MessageKind::Text
+    };
+    let edited = m
+        .get("edited")
+        .and_then(|e| str_of(e, "ts"))
+        .and_then(ts_to_ms);
+    let msg = NewMessage {
+        author,
+        sent_at_ms,
+        body: body.clone(),
+        kind,
+        reply_to,
+        also_reply_to: Vec::new(),
+        attachments,
+    };
+    let xref = ExternalRef {
+        source: SOURCE.into(),
+        id: ts.to_string(),
+        fields,
+    };
+    imp.message(c, Incoming { msg, xref })?;
+    if let Some(at) = edited {
+        // The standard export keeps only the current text: the edit is a revision with it.
+        imp.edit(c, ts, &body, at)?;
+    }
+    Ok(())
+}
+
+/// A message's text; for an empty one with message attachments (bots), their fallback texts.
+fn body_of(m: &Value) -> String {
+    let text = str_of(m, "text").unwrap_or_default();
+    if !text.is_empty() {
+        return text.to_string();
+    }
+    m.get("attachments")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| str_of(x, "fallback"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::write_back::ms_to_ts;
+
+    #[test]
+    fn ts_parses_to_ms_and_back() {
+        assert_eq!(ts_to_ms("1452837318.000002"), Some(1_452_837_318_000));
+        assert_eq!(ts_to_ms("1452837318.123456"), Some(1_452_837_318_123));
+        assert_eq!(ts_to_ms("1452837318.5"), Some(1_452_837_318_500));
+        assert_eq!(ts_to_ms("1452837318"), Some(1_452_837_318_000));
+        for bad in ["", "x.1", "-5.000001", "12.3a", "1.2.3"] {
+            assert_eq!(ts_to_ms(bad), None, "{bad:?}");
+        }
+        for ms in [0, 999, 1_452_837_318_123, 4_102_444_800_001] {
+            for seq in [0, 7, 999, 1000] {
+                assert_eq!(ts_to_ms(&ms_to_ts(ms, seq)), Some(ms), "{ms} {seq}");
+            }
+        }
+        assert_eq!(ms_to_ts(1_452_837_318_123, 2), "1452837318.123002");
+    }
+}
