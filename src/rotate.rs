@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditOutcome, RotationStep};
 use crate::codec::{self, be32, be64, Iid, KeyBuf};
-use crate::envelope::{self, RecordHeader, WrapHeader};
+use crate::envelope::{self, MetaKind, RecordHeader, WrapHeader};
 use crate::error::{Error, Result};
 use crate::keys::{Cipher, SecretKey};
 use crate::model::{ConversationId, TenantId};
@@ -612,8 +612,11 @@ impl Vault {
                     };
                     scanned += 1;
                     match reseal_one(i, k, v, &snap, now) {
-                        Ok(Outcome::Resealed(new)) => {
+                        Ok(Outcome::Resealed(new, xref)) => {
                             batch.put_cf(&ccf, k, new);
+                            if let Some((place, sealed)) = xref {
+                                batch.put_cf(&i.cf(cf::META)?, place, sealed);
+                            }
                             resealed += 1;
                         }
                         Ok(Outcome::Current) => r.already_current += 1,
@@ -957,7 +960,8 @@ fn old_versions(
 }
 
 enum Outcome {
-    Resealed(Vec<u8>),
+    /// The record sealed again, and the external reference of the message, if it has one.
+    Resealed(Vec<u8>, Option<(Vec<u8>, Vec<u8>)>),
     Current,
     Expired,
     Shredded,
@@ -1021,10 +1025,26 @@ fn reseal_one(
         ..h
     };
     let new = i.dek(t, c, h.epoch, ev, h.author, av)?;
-    Ok(Outcome::Resealed(envelope::seal_record(
-        &new.cipher,
-        &nh,
-        k,
-        &pt,
-    )?))
+    let record = envelope::seal_record(&new.cipher, &nh, k, &pt)?;
+    // An imported message's external reference (`meta 0x20 t c id`, `src/import/xref.rs`) is
+    // sealed under the message's DEK: sealed again with the current revision, in its batch.
+    let mut xref = None;
+    if k.len() == 24 {
+        let mut place = Vec::with_capacity(25);
+        place.push(codec::meta::EXTERNAL_REF);
+        place.extend_from_slice(k);
+        if let Some(rv) = i.get(cf::META, &place)? {
+            let what = || format!("external reference {}", hex::encode(&place));
+            let rpt = envelope::open_meta(&old.cipher, &rv, MetaKind::ExternalRef, &place, what)?;
+            let sealed = envelope::seal_meta(
+                &new.cipher,
+                MetaKind::ExternalRef,
+                new.version,
+                &place,
+                &rpt,
+            )?;
+            xref = Some((place, sealed));
+        }
+    }
+    Ok(Outcome::Resealed(record, xref))
 }

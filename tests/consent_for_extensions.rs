@@ -535,3 +535,36 @@ fn the_registry_and_grants_survive_a_shred_and_purge_of_another_conversation() {
     let x = v.extension(f.t, EXT).unwrap();
     assert_eq!(x.message(f.c, 3).unwrap().body, "line 2 ✓");
 }
+
+#[test]
+fn grants_and_the_registry_survive_tenant_kek_and_data_key_rotation() {
+    let (_d, v, _p, _clock) = new_vault_with_clock(T0);
+    let (f, _) = setup(&v);
+    v.grant_consent(
+        f.t,
+        Actor::member(f.alice),
+        f.alice,
+        EXT,
+        &[ConsentScope::ReadMessages],
+        &GrantOptions::default(),
+    )
+    .unwrap();
+    // A new KEK value (the registry is sealed under it), then new user keys (alice's grant is
+    // sealed under hers), every record sealed again and the old versions deleted.
+    v.rotate_tenant_kek(f.t, Actor::operator()).unwrap();
+    v.rotate_data_keys(f.t, None, Actor::operator()).unwrap();
+    let r = v
+        .reseal(f.t, None, &chatvault::ResealOptions::default(), |_| {})
+        .unwrap();
+    assert!(r.retired.is_some(), "{r:?}");
+    assert!(v.verify().unwrap().failures.is_empty());
+    let grants = v.consents(f.t, Actor::member(f.alice), f.alice).unwrap();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    let x = v.extension(f.t, EXT).unwrap();
+    assert_eq!(x.message(f.c, 1).unwrap().body, "line 0 ✓");
+    // bob gave no consent: his message is still withheld.
+    assert!(matches!(
+        consent_required(x.message(f.c, 2)),
+        (ConsentScope::ReadMessages, _)
+    ));
+}

@@ -650,3 +650,34 @@ fn verify_catches_a_tampered_external_reference() {
     assert_eq!(after.meta_ok + 1, before.meta_ok);
     drop(d);
 }
+
+#[test]
+fn external_references_follow_their_messages_through_a_data_key_rotation_and_reseal() {
+    let (d, v, _p) = common::new_vault();
+    import(&v, &sample()).unwrap();
+    let t = v.tenant("T0BMHLSRH").unwrap();
+    let before = transcript(&v, t);
+    let op = chatvault::Actor::operator();
+    // New epoch, user and conversation keys for the whole tenant; every record (and with it
+    // each message's external reference, sealed under its DEK) sealed again; old versions
+    // deleted.
+    v.rotate_data_keys(t, None, op).unwrap();
+    let r = v
+        .reseal(t, None, &chatvault::ResealOptions::default(), |_| {})
+        .unwrap();
+    assert!(r.resealed >= 158, "{r:?}");
+    assert!(r.retired.is_some(), "{r:?}");
+    let vr = v.verify().unwrap();
+    assert!(vr.is_ok(), "{:?}", vr.failures);
+    // Every message still has its Slack ts, and the export back gives the same transcript.
+    assert_same(&before, &transcript(&v, t), true);
+    let zip = d.path().join("rotated.zip");
+    assert_eq!(export_zip(&v, "T0BMHLSRH", &zip).messages, 158);
+    let (_d2, v2, _p2) = common::new_vault();
+    import(&v2, &zip).unwrap();
+    assert_same(
+        &before,
+        &transcript(&v2, v2.tenant("T0BMHLSRH").unwrap()),
+        true,
+    );
+}

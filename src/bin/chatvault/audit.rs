@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use chatvault::{
-    AccessTarget, AuditEntry, AuditEvent, AuditOutcome, ChainHead, ExportScope, HoldScope, RotationStep,
+    AccessTarget, AuditEntry, AuditEvent, AuditOutcome, ChainHead, ExportScope, HoldScope,
+    RotationStep,
 };
 use serde_json::{json, Value};
 
