@@ -68,10 +68,12 @@ pub enum Error {
     /// does not hold (for example a bare 64-hex-digit `CHATVAULT_ROOT_KEY`, read as version 1,
     /// after a rotation). Nothing was written.
     #[error(
-        "the vault at {path} needs root key version {needed}, and the root key given holds \
-         version(s) {held}: pass the key file, which holds every version, or give the key as \
-         VERSION:HEX entries (`CHATVAULT_ROOT_KEY={needed}:<64 hex digits>`; a bare 64-hex-digit \
-         key is read as version 1)"
+        "the vault at {path} needs root key version {needed}, which the root key given does \
+         not hold (it holds version(s) {held}): either it is the wrong key file or key for this \
+         vault, or, for a key given in CHATVAULT_ROOT_KEY as bare hex (read as version 1), it \
+         is the key of version {needed} given without its version: give it as \
+         `CHATVAULT_ROOT_KEY={needed}:<64 hex digits>`, or pass the vault's key file, which \
+         holds every version"
     )]
     RootKeyVersionMissing {
         /// Data directory of the vault.

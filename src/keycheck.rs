@@ -124,17 +124,24 @@ pub(crate) fn open(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey> 
         Err(ProviderError::Authentication) => Err(Error::WrongRootKey {
             path: dir.to_path_buf(),
         }),
-        // Name the version: "wrong key" would send the operator looking for another key when
-        // the key may be right but given under the wrong version.
-        Err(ProviderError::UnknownVersion(needed)) => Err(Error::RootKeyVersionMissing {
+        // A newer version than the key given holds (a bare key after a rotation): name it,
+        // since "wrong key" would send the operator looking for another key when the key may
+        // be right but given under the wrong version. An older one (an old copy whose version
+        // was retired) is a wrong key for it.
+        Err(ProviderError::UnknownVersion(needed)) if needed > provider.current_version() => {
+            Err(Error::RootKeyVersionMissing {
+                path: dir.to_path_buf(),
+                needed,
+                held: provider
+                    .versions()
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        }
+        Err(ProviderError::UnknownVersion(_)) => Err(Error::WrongRootKey {
             path: dir.to_path_buf(),
-            needed,
-            held: provider
-                .versions()
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
         }),
         Err(ProviderError::Malformed(m)) => Err(Error::corrupt(what(), m)),
         Err(e) => Err(e.into()),

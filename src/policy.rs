@@ -754,6 +754,20 @@ impl Vault {
     /// is left, retrying up to `max_attempts` times. A library call first: a backend runs it in
     /// its own process while it serves.
     pub fn purge(&self, opts: PurgeOptions) -> Result<PurgeReport> {
+        self.purge_with_progress(opts, &|_| {})
+    }
+
+    /// [`Vault::purge`], reporting its progress to `progress`: stages `scan` (one item per
+    /// conversation scanned), `re-version keys`, `compact` and `check files` (again for each
+    /// retry).
+    ///
+    /// Errors: as [`Vault::purge`].
+    pub fn purge_with_progress(
+        &self,
+        opts: PurgeOptions,
+        progress: &dyn Fn(crate::progress::Progress<'_>),
+    ) -> Result<PurgeReport> {
+        let mut tick = crate::progress::Ticker::new(progress, 4);
         let i = &self.inner;
         i.writable("purging")?;
         let _g = i.policy_lock.lock();
@@ -778,6 +792,7 @@ impl Vault {
         let mut destroy: Vec<(Iid, Iid, u32)> = Vec::new();
         let mut tenants: Vec<(&Iid, &Arc<TenantRetention>)> = snap.tenants.iter().collect();
         tenants.sort_by_key(|(t, _)| **t);
+        tick.stage("scan", None);
         for (&t, tr) in tenants {
             // A shredded tenant has no readable tenant record: no epoch arithmetic needed.
             let epoch_ms = if tr.shred.tenant {
@@ -786,6 +801,7 @@ impl Vault {
                 Some(i.tenant_state(t)?.epoch_ms)
             };
             for c in self.conversation_iids(t)? {
+                tick.tick();
                 let mut cp = ConversationPurge {
                     tenant: TenantId(t),
                     conversation: ConversationId(c),
@@ -937,6 +953,8 @@ impl Vault {
 
         // New versions for every key on the path to a destroyed key (old copies of the
         // directory), one pass for every destruction since the last purge.
+        tick.end_stage();
+        tick.stage("re-version keys", None);
         let mut exposed = None;
         match self.rekey_locked(false) {
             Ok(Some(o)) => {
@@ -954,8 +972,13 @@ impl Vault {
         let ac = AhoCorasick::new(&needles)
             .map_err(|e| Error::InvalidInput(format!("purge verification: {e}")))?;
         let max = opts.max_attempts.max(1);
+        tick.end_stage();
         loop {
             report.attempts += 1;
+            if report.attempts > 1 {
+                tick.more_stages(2);
+            }
+            tick.stage("compact", None);
             self.flush()?;
             let mut co = rocksdb::CompactOptions::default();
             co.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
@@ -989,7 +1012,10 @@ impl Vault {
                 i.db.flush_cf(&i.cf(cf::META)?)
                     .map_err(Error::storage("flushing"))?;
             }
+            tick.end_stage();
+            tick.stage("check files", None);
             let (files, found) = self.scan_files(&ac)?;
+            tick.end_stage();
             report.files_scanned = files;
             report.remaining_records = found;
             tracing::debug!(

@@ -1,5 +1,5 @@
 //! Progress reports of long calls ([`crate::Vault::verify_with_progress`],
-//! [`crate::Vault::compact_with_progress`]), for a caller that shows them. The library draws
+//! [`crate::Vault::compact_with_progress`], [`crate::Vault::purge_with_progress`]), for a caller that shows them. The library draws
 //! nothing: the CLI turns them into a bar on a terminal.
 
 /// Where a long call is. Reported at the start and end of each stage and every
@@ -63,6 +63,11 @@ impl<'a> Ticker<'a> {
         self.done = 0;
         self.total = total;
         self.report();
+    }
+
+    /// The call has `n` more stages than it announced (a retry).
+    pub(crate) fn more_stages(&mut self, n: u32) {
+        self.stages += n;
     }
 
     /// One more item done.

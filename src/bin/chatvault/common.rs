@@ -245,7 +245,9 @@ pub fn open_read(args: &ReadVaultArgs, call: &str) -> anyhow::Result<Vault> {
     let v =
         Vault::open_secondary(&args.vault.data, dir, p, VaultOptions::default()).map_err(|e| {
             match e {
-                e @ Error::WrongRootKey { .. } => anyhow::Error::new(e),
+                e @ (Error::WrongRootKey { .. } | Error::RootKeyVersionMissing { .. }) => {
+                    anyhow::Error::new(e)
+                }
                 e => anyhow::Error::new(e).context(format!(
                     "cannot open the vault at {} as a read-only secondary instance",
                     args.vault.data.display()
@@ -289,7 +291,9 @@ fn open_inner(args: &VaultArgs, call: &str, read_only: bool) -> anyhow::Result<V
             ),
         }
         .into()),
-        Err(e @ Error::WrongRootKey { .. }) => Err(e.into()),
+        Err(e @ (Error::WrongRootKey { .. } | Error::RootKeyVersionMissing { .. })) => {
+            Err(e.into())
+        }
         Err(e) => Err(anyhow::Error::new(e)
             .context(format!("cannot open the vault at {}", args.data.display()))),
     }

@@ -36,15 +36,13 @@ pub fn run(args: &PurgeArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let v = common::open(&args.vault, "Vault::purge")?;
     let r = {
         let progress = common::Progress::new("purge", args.json);
-        progress.step(if args.dry_run {
-            "counting expired and shredded records"
-        } else {
-            "removing expired and shredded records, compacting, checking every data file"
-        });
-        v.purge(PurgeOptions {
-            dry_run: args.dry_run,
-            ..PurgeOptions::default()
-        })?
+        v.purge_with_progress(
+            PurgeOptions {
+                dry_run: args.dry_run,
+                ..PurgeOptions::default()
+            },
+            &|p| progress.report(p),
+        )?
     };
     tracing::info!(
         dry_run = r.dry_run,
