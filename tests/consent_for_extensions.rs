@@ -59,6 +59,19 @@ fn setup(v: &Vault) -> (Fixture, chatvault::UserId) {
     (f, bot)
 }
 
+/// alice consents to the extension reading her messages (default expiry).
+fn grant_alice(v: &Vault, f: &Fixture) {
+    v.grant_consent(
+        f.t,
+        Actor::member(f.alice),
+        f.alice,
+        EXT,
+        &[ConsentScope::ReadMessages],
+        &GrantOptions::default(),
+    )
+    .unwrap();
+}
+
 fn consent_required(r: Result<impl std::fmt::Debug, Error>) -> (ConsentScope, ConsentMissing) {
     match r {
         Err(Error::ConsentRequired { scope, reason, .. }) => (scope, reason),
@@ -320,15 +333,7 @@ fn organisation_scopes_need_the_install_grant_and_the_conversation() {
     ));
 
     // Removing the extension removes every grant and refuses its context.
-    v.grant_consent(
-        f.t,
-        Actor::member(f.alice),
-        f.alice,
-        EXT,
-        &[ConsentScope::ReadMessages],
-        &GrantOptions::default(),
-    )
-    .unwrap();
+    grant_alice(&v, &f);
     assert_eq!(v.remove_extension(f.t, Actor::operator(), EXT).unwrap(), 1);
     assert!(matches!(x.message(f.c, 1), Err(Error::NotFound { .. })));
     assert!(v
@@ -373,15 +378,7 @@ fn every_access_grant_and_revocation_is_audited_without_personal_data() {
     let (f, _) = setup(&v);
     let x = v.extension(f.t, EXT).unwrap();
     let _ = x.message(f.c, 1); // refused
-    v.grant_consent(
-        f.t,
-        Actor::member(f.alice),
-        f.alice,
-        EXT,
-        &[ConsentScope::ReadMessages],
-        &GrantOptions::default(),
-    )
-    .unwrap();
+    grant_alice(&v, &f);
     x.message(f.c, 1).unwrap(); // allowed
     x.messages(f.c, None, 10).unwrap();
     v.revoke_consent(f.t, Actor::member(f.alice), f.alice, EXT)
@@ -490,15 +487,7 @@ fn consents_are_in_the_users_export_and_are_shredded_with_the_user() {
 fn the_registry_and_grants_survive_a_shred_and_purge_of_another_conversation() {
     let (_d, v, _p, _clock) = new_vault_with_clock(T0);
     let (f, _) = setup(&v);
-    v.grant_consent(
-        f.t,
-        Actor::member(f.alice),
-        f.alice,
-        EXT,
-        &[ConsentScope::ReadMessages],
-        &GrantOptions::default(),
-    )
-    .unwrap();
+    grant_alice(&v, &f);
     let other = v
         .create_conversation(
             f.t,
@@ -540,15 +529,7 @@ fn the_registry_and_grants_survive_a_shred_and_purge_of_another_conversation() {
 fn grants_and_the_registry_survive_tenant_kek_and_data_key_rotation() {
     let (_d, v, _p, _clock) = new_vault_with_clock(T0);
     let (f, _) = setup(&v);
-    v.grant_consent(
-        f.t,
-        Actor::member(f.alice),
-        f.alice,
-        EXT,
-        &[ConsentScope::ReadMessages],
-        &GrantOptions::default(),
-    )
-    .unwrap();
+    grant_alice(&v, &f);
     // A new KEK value (the registry is sealed under it), then new user keys (alice's grant is
     // sealed under hers), every record sealed again and the old versions deleted.
     v.rotate_tenant_kek(f.t, Actor::operator()).unwrap();

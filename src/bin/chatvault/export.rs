@@ -107,22 +107,7 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
         ExportCommand::Conversation { .. } => "Vault::export_conversation",
         ExportCommand::Tenant { .. } => "Vault::export_tenant",
     };
-    if let Some(f) = &opts.out {
-        if common::is_inside(f, &opts.vault.data) {
-            bail!(
-                "the export file {} is inside the data directory {}: write it elsewhere",
-                f.display(),
-                opts.vault.data.display()
-            );
-        }
-        if f.exists() {
-            bail!(
-                "{} already exists: an export never overwrites a file; remove it or choose \
-                 another --out",
-                f.display()
-            );
-        }
-    }
+    check_out(opts)?;
     if !opts.age_recipients.is_empty() && opts.out.is_none() && io::stdout().is_terminal() {
         bail!(
             "an age-encrypted export is binary: pass --out FILE or pipe it (`... | cat > \
@@ -250,6 +235,28 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
                 String::new()
             }
         );
+    }
+    Ok(())
+}
+
+/// Refuses an `--out` file inside the data directory or one that exists (an export never
+/// overwrites a file), before anything is opened. Shared with `export --format`.
+pub(crate) fn check_out(opts: &ExportOpts) -> anyhow::Result<()> {
+    if let Some(f) = &opts.out {
+        if common::is_inside(f, &opts.vault.data) {
+            bail!(
+                "the export file {} is inside the data directory {}: write it elsewhere",
+                f.display(),
+                opts.vault.data.display()
+            );
+        }
+        if f.exists() {
+            bail!(
+                "{} already exists: an export never overwrites a file; remove it or choose \
+                 another --out",
+                f.display()
+            );
+        }
     }
     Ok(())
 }

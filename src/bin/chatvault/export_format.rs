@@ -53,22 +53,7 @@ pub fn run(format: Format, cmd: ExportCommand, out: &mut impl Write) -> anyhow::
     if format == Format::Slack && opts.out.is_none() {
         bail!("--format slack writes a zip archive: give --out FILE.zip");
     }
-    if let Some(f) = &opts.out {
-        if common::is_inside(f, &opts.vault.data) {
-            bail!(
-                "the export file {} is inside the data directory {}: write it elsewhere",
-                f.display(),
-                opts.vault.data.display()
-            );
-        }
-        if f.exists() {
-            bail!(
-                "{} already exists: an export never overwrites a file; remove it or choose \
-                 another --out",
-                f.display()
-            );
-        }
-    }
+    crate::export::check_out(opts)?;
     let call = match format {
         Format::Slack => "chatvault::import::write_back::write_slack_export",
         _ => "chatvault::import::write_back::write_mattermost_export",
