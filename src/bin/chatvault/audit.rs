@@ -41,6 +41,11 @@ pub struct VerifyArgs {
     /// since then.
     #[arg(long, value_name = "SEQ:HEX", value_parser = parse_head)]
     head: Option<ChainHead>,
+    /// Print one JSON object: {"intact", "entries" (verified), "head": "SEQ:HEX" or null,
+    /// "broken": null or {"seq", "fault", "detail"}}, as `receipts verify --json`. The exit
+    /// code is the same as without it (5 when broken).
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_head(s: &str) -> Result<ChainHead, String> {
@@ -91,6 +96,34 @@ fn show(a: &ShowArgs, out: &mut impl Write) -> anyhow::Result<()> {
 fn verify(a: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let v = common::open(&a.vault, "Vault::verify_audit")?;
     let r = v.verify_audit(a.head.as_ref())?;
+    if a.json {
+        common::print_json(
+            out,
+            &json!({
+                "intact": r.broken.is_none(),
+                "entries": r.entries,
+                "head": r.head.map(|h| h.to_string()),
+                "broken": r.broken.as_ref().map(|b| json!({
+                    "seq": b.seq,
+                    "fault": b.fault.to_string(),
+                    "detail": b.detail,
+                })),
+            }),
+        )?;
+        if let Some(b) = &r.broken {
+            out.flush()?;
+            return Err(common::Failure {
+                code: common::EXIT_CHAIN_BROKEN,
+                message: format!(
+                    "audit trail broken at {b}. It was altered by someone who could write the \
+                     data directory ({} verified); restore it from a backup and investigate",
+                    count(r.entries, "entry", "entries")
+                ),
+            }
+            .into());
+        }
+        return Ok(());
+    }
     common::report_chain(
         &r,
         a.head.as_ref(),

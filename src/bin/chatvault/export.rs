@@ -67,6 +67,14 @@ pub struct ExportOpts {
     /// format (age-encryption.org/v1): `age -d -i KEY FILE` decrypts it.
     #[arg(long = "age-recipient", value_name = "age1...", value_parser = parse_recipient)]
     pub(crate) age_recipients: Vec<String>,
+    /// Print a summary as one JSON object on standard output: {"scope" ("user",
+    /// "conversation" or "tenant"), "tenant", "tenant_id", "user" and "user_id" (user
+    /// exports, else null), "conversation" and "conversation_id" (conversation exports, else
+    /// null), "file", "records", "messages", "users", "conversations", "consents",
+    /// "restricted_users_left_out", "encrypted", "third_party"}. The export itself goes to
+    /// --out FILE, which --json requires (chatvault format only); no progress bar.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 fn parse_recipient(s: &str) -> Result<String, String> {
@@ -107,6 +115,15 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
         ExportCommand::Conversation { .. } => "Vault::export_conversation",
         ExportCommand::Tenant { .. } => "Vault::export_tenant",
     };
+    if opts.json && opts.out.is_none() {
+        return Err(common::Failure {
+            code: common::EXIT_USAGE,
+            message: "--json prints a summary on standard output, so the export needs --out \
+                      FILE (nothing was exported)"
+                .into(),
+        }
+        .into());
+    }
     check_out(opts)?;
     if !opts.age_recipients.is_empty() && opts.out.is_none() && io::stdout().is_terminal() {
         bail!(
@@ -119,7 +136,9 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
         third_party: opts.third_party,
     };
     // A progress bar on a terminal only: none when the output is piped or stderr is not a TTY.
-    let show = io::stderr().is_terminal() && (opts.out.is_some() || io::stdout().is_terminal());
+    let show = !opts.json
+        && io::stderr().is_terminal()
+        && (opts.out.is_some() || io::stdout().is_terminal());
     let bar = if show {
         let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         b.set_style(
@@ -136,6 +155,8 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
         | ExportCommand::Tenant { tenant, .. } => tenant.as_str(),
     };
     let t = common::tenant(&v, tenant_name)?;
+    // Internal ids of the user or conversation exported, for the --json summary.
+    let ids = std::cell::Cell::new((None::<u64>, None::<u64>));
     let plain = |w: &mut dyn Write| -> Result<ExportSummary, anyhow::Error> {
         let w = Counting {
             inner: w,
@@ -144,6 +165,7 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
         let r = match &cmd {
             ExportCommand::User { tenant, user, .. } => {
                 let u = common::user(&v, t, tenant, user)?;
+                ids.set((Some(u.as_u64()), None));
                 v.export_user(t, Actor::operator(), u, &eo, w)
             }
             ExportCommand::Conversation {
@@ -152,6 +174,7 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
                 ..
             } => {
                 let c = common::conversation(&v, t, tenant, conversation)?;
+                ids.set((None, Some(c.as_u64())));
                 v.export_conversation(t, Actor::operator(), c, &eo, w)
             }
             ExportCommand::Tenant { .. } => v.export_tenant(t, Actor::operator(), &eo, w),
@@ -210,6 +233,37 @@ pub fn run(cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let s = summary?;
     tracing::info!(records = s.records, messages = s.messages, "export written");
+    if opts.json {
+        let (user_id, conversation_id) = ids.get();
+        let (scope, user, conversation) = match &cmd {
+            ExportCommand::User { user, .. } => ("user", Some(user), None),
+            ExportCommand::Conversation { conversation, .. } => {
+                ("conversation", None, Some(conversation))
+            }
+            ExportCommand::Tenant { .. } => ("tenant", None, None),
+        };
+        return common::print_json(
+            out,
+            &serde_json::json!({
+                "scope": scope,
+                "tenant": tenant_name,
+                "tenant_id": t.as_u64(),
+                "user": user,
+                "user_id": user_id,
+                "conversation": conversation,
+                "conversation_id": conversation_id,
+                "file": opts.out.as_ref().map(|p| p.display().to_string()),
+                "records": s.records,
+                "messages": s.messages,
+                "users": s.users,
+                "conversations": s.conversations,
+                "consents": s.consents,
+                "restricted_users_left_out": s.restricted_users_left_out,
+                "encrypted": !opts.age_recipients.is_empty(),
+                "third_party": opts.third_party,
+            }),
+        );
+    }
     if let Some(path) = &opts.out {
         eprintln!(
             "exported {}, {}, {} and {} to {}{}{}",

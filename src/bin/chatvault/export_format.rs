@@ -37,6 +37,14 @@ pub fn run(format: Format, cmd: ExportCommand, out: &mut impl Write) -> anyhow::
         } => (opts, tenant, Some(conversation)),
         ExportCommand::Tenant { opts, tenant } => (opts, tenant, None),
     };
+    if opts.json {
+        return Err(crate::common::Failure {
+            code: crate::common::EXIT_USAGE,
+            message: "--json applies to chatvault-format exports only (nothing was exported)"
+                .into(),
+        }
+        .into());
+    }
     if opts.third_party {
         bail!(
             "--third-party applies to chatvault-format exports only; a Slack or Mattermost \

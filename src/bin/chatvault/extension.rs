@@ -174,6 +174,24 @@ pub fn scopes_text<'a>(s: impl IntoIterator<Item = &'a ConsentScope>) -> String 
     }
 }
 
+/// Scope names as a JSON array.
+pub fn scopes_json<'a>(s: impl IntoIterator<Item = &'a ConsentScope>) -> serde_json::Value {
+    s.into_iter().map(|c| c.as_str()).collect::<Vec<_>>().into()
+}
+
+/// A consent grant as JSON (shared by `user access`, `consent` and `extension list`).
+pub fn grant_json(e: &ExtensionInfo, g: &chatvault::ConsentGrant, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "extension": e.id,
+        "extension_id": e.extension.as_u64(),
+        "name": e.name,
+        "scopes": scopes_json(&g.scopes),
+        "granted_at_ms": g.granted_at_ms,
+        "expires_at_ms": g.expires_at_ms,
+        "live": g.is_live(now),
+    })
+}
+
 fn print_info(out: &mut impl Write, e: &ExtensionInfo, now: i64) -> anyhow::Result<()> {
     writeln!(out, "{} ({}): {}", e.id, e.extension, e.name)?;
     writeln!(out, "  scopes asked:   {}", scopes_text(&e.scopes))?;

@@ -75,6 +75,9 @@ usage.")]
         vault: VaultArgs,
         /// The root key version to retire (the key file's `N:` lines).
         version: u32,
+        /// Print one JSON object: {"retired_root_version"} (no key material).
+        #[arg(long)]
+        json: bool,
     },
     /// Give a tenant's KEK a new version with a new random value: every conversation, user
     /// and directory key of the tenant is re-wrapped under it, the tenant's KEK-sealed
@@ -285,9 +288,16 @@ pub fn run(cmd: KeyCommand, out: &mut impl Write) -> anyhow::Result<()> {
                 }
             )?;
         }
-        KeyCommand::RetireRoot { vault, version } => {
+        KeyCommand::RetireRoot {
+            vault,
+            version,
+            json,
+        } => {
             let v = common::open(&vault, "Vault::retire_root_key")?;
             v.retire_root_key(version)?;
+            if json {
+                return common::print_json(out, &json!({ "retired_root_version": version }));
+            }
             writeln!(
                 out,
                 "root key version {version} retired: it is gone from the key file, and backups \

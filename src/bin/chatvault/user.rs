@@ -24,6 +24,15 @@ pub enum UserCommand {
         /// Also print the messages, per conversation, oldest first.
         #[arg(long)]
         messages: bool,
+        /// Print one JSON object: {"tenant", "tenant_id", "user", "user_id", "display_name",
+        /// "email", "phone" (null if none), "fields" (an object), "restricted_since_ms" (null
+        /// if not restricted), "consents": [{"extension", "extension_id", "name", "scopes",
+        /// "granted_at_ms", "expires_at_ms", "live"}], "conversations": [{"conversation",
+        /// "conversation_id", "joined_at_ms", "left_at_ms" (null if not a member or still
+        /// one), "messages": null, or with --messages [{"id", "sent_at_ms", "role" ("sent" or
+        /// "received"), "author_id", "body"}]}]}. Times in UTC ms.
+        #[arg(long)]
+        json: bool,
     },
     /// Rectification: correct profile fields (as a tenant admin). The previous values are not
     /// kept; the audit trail records which field names changed, never values.
@@ -57,6 +66,10 @@ pub enum UserCommand {
         /// Remove a free-form field (repeatable).
         #[arg(long = "remove-field", value_name = "NAME")]
         remove_field: Vec<String>,
+        /// Print one JSON object: {"tenant", "tenant_id", "user", "user_id", "changed": [the
+        /// names of the fields changed, empty if nothing changed]} (never values).
+        #[arg(long)]
+        json: bool,
     },
     /// Restriction of processing: --on keeps the data stored and readable by the user and
     /// admins but out of third-party exports; --off lifts it.
@@ -73,6 +86,10 @@ pub enum UserCommand {
         /// Lift the restriction.
         #[arg(long)]
         off: bool,
+        /// Print one JSON object: {"tenant", "tenant_id", "user", "user_id", "restricted"
+        /// (true after --on, false after --off)}.
+        #[arg(long)]
+        json: bool,
     },
     /// Erasure ("close my account"): shred the user (key, profile, name; under the default
     /// erasure policy every message they wrote) and print the receipt. Under a legal hold the
@@ -111,12 +128,65 @@ pub fn run(cmd: UserCommand, out: &mut impl Write) -> anyhow::Result<()> {
             tenant,
             user,
             messages,
+            json,
         } => {
             let v = common::open(&vault, "Vault::subject_access")?;
             let t = common::tenant(&v, &tenant)?;
             let u = common::user(&v, t, &tenant, &user)?;
             let a = v.subject_access(t, Actor::operator(), u)?;
             let p = &a.user.profile;
+            if json {
+                let now = crate::extension::now_ms();
+                let consents = v.consents(t, Actor::operator(), u)?;
+                let mut convs = Vec::new();
+                for c in &a.conversations {
+                    let msgs = if messages {
+                        let mut list = Vec::new();
+                        for r in v.subject_messages(t, Actor::operator(), u, c.info.id)? {
+                            let (msg, role) = r?;
+                            list.push(serde_json::json!({
+                                "id": msg.id,
+                                "sent_at_ms": msg.sent_at_ms,
+                                "role": match role {
+                                    MessageRole::Sent => "sent",
+                                    MessageRole::Received => "received",
+                                },
+                                "author_id": msg.author.as_u64(),
+                                "body": msg.body,
+                            }));
+                        }
+                        Some(list)
+                    } else {
+                        None
+                    };
+                    convs.push(serde_json::json!({
+                        "conversation": c.info.external_id,
+                        "conversation_id": c.info.id.as_u64(),
+                        "joined_at_ms": c.membership.map(|m| m.joined_at_ms),
+                        "left_at_ms": c.membership.and_then(|m| m.left_at_ms),
+                        "messages": msgs,
+                    }));
+                }
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "user": a.user.external_id,
+                        "user_id": u.as_u64(),
+                        "display_name": p.display_name,
+                        "email": p.email,
+                        "phone": p.phone,
+                        "fields": p.fields,
+                        "restricted_since_ms": a.restricted_since_ms,
+                        "consents": consents
+                            .iter()
+                            .map(|(e, g)| crate::extension::grant_json(e, g, now))
+                            .collect::<Vec<_>>(),
+                        "conversations": convs,
+                    }),
+                );
+            }
             writeln!(out, "user {} ({u}) of tenant {tenant}", a.user.external_id)?;
             writeln!(out, "  display name:  {}", p.display_name)?;
             writeln!(
@@ -198,6 +268,7 @@ pub fn run(cmd: UserCommand, out: &mut impl Write) -> anyhow::Result<()> {
             clear_phone,
             set_field,
             remove_field,
+            json,
         } => {
             let v = common::open(&vault, "Vault::rectify_profile")?;
             let t = common::tenant(&v, &tenant)?;
@@ -219,6 +290,18 @@ pub fn run(cmd: UserCommand, out: &mut impl Write) -> anyhow::Result<()> {
                 p.fields.remove(&k);
             }
             let changed = v.rectify_profile(t, Actor::operator(), u, p)?;
+            if json {
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "user": user,
+                        "user_id": u.as_u64(),
+                        "changed": changed,
+                    }),
+                );
+            }
             if changed.is_empty() {
                 writeln!(
                     out,
@@ -240,11 +323,24 @@ pub fn run(cmd: UserCommand, out: &mut impl Write) -> anyhow::Result<()> {
             user,
             on,
             off: _,
+            json,
         } => {
             let v = common::open(&vault, "Vault::restrict_processing")?;
             let t = common::tenant(&v, &tenant)?;
             let u = common::user(&v, t, &tenant, &user)?;
             v.restrict_processing(t, Actor::operator(), u, on)?;
+            if json {
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "user": user,
+                        "user_id": u.as_u64(),
+                        "restricted": on,
+                    }),
+                );
+            }
             if on {
                 writeln!(
                     out,

@@ -1,0 +1,220 @@
+//! `--json` on `user access|rectify|restrict`, `export` (summary on stdout, the export in
+//! --out), `audit verify`, `key retire-root`, `extension ...` and `consent ...`: one JSON
+//! object on stdout, internal ids as numbers, exit codes as without --json.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::Cli;
+use serde_json::Value;
+
+/// Runs, expects success and exactly one JSON object on one line.
+fn json(cli: &Cli, args: &[&str]) -> Value {
+    let out = cli.ok(args);
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "one JSON object on one line:\n{out}"
+    );
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn json_of_user_export_audit_verify_and_retire_root() {
+    let cli = Cli::with_sample();
+    let (t, nick) = ("ubuntu", "elgaton");
+
+    let a = json(&cli, &["user", "access", t, nick, "--messages", "--json"]);
+    assert_eq!(
+        keys(&a),
+        set(&[
+            "tenant",
+            "tenant_id",
+            "user",
+            "user_id",
+            "display_name",
+            "email",
+            "phone",
+            "fields",
+            "restricted_since_ms",
+            "consents",
+            "conversations",
+        ])
+    );
+    assert_eq!(a["user"], nick);
+    assert_eq!(a["display_name"], nick);
+    assert!(a["user_id"].is_u64() && a["tenant_id"].is_u64());
+    assert!(a["email"].is_null() && a["restricted_since_ms"].is_null());
+    let c = &a["conversations"][0];
+    assert_eq!(
+        keys(c),
+        set(&[
+            "conversation",
+            "conversation_id",
+            "joined_at_ms",
+            "left_at_ms",
+            "messages"
+        ])
+    );
+    assert!(c["conversation_id"].is_u64());
+    let msgs: Vec<&Value> = a["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["messages"].as_array().unwrap())
+        .collect();
+    assert!(msgs.iter().any(|m| m["role"] == "sent"));
+    assert!(msgs.iter().any(|m| m["role"] == "received"));
+    assert_eq!(
+        keys(msgs[0]),
+        set(&["id", "sent_at_ms", "role", "author_id", "body"])
+    );
+    assert!(msgs[0]["sent_at_ms"].as_i64().unwrap() > 1_300_000_000_000);
+    let plain = json(&cli, &["user", "access", t, nick, "--json"]);
+    assert!(plain["conversations"][0]["messages"].is_null());
+
+    let r = json(
+        &cli,
+        &[
+            "user",
+            "rectify",
+            t,
+            nick,
+            "--email",
+            "e@new.example",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        keys(&r),
+        set(&["tenant", "tenant_id", "user", "user_id", "changed"])
+    );
+    assert_eq!(r["changed"], serde_json::json!(["email"]));
+    assert_eq!(r["user_id"], a["user_id"]);
+    let r = json(
+        &cli,
+        &[
+            "user",
+            "rectify",
+            t,
+            nick,
+            "--email",
+            "e@new.example",
+            "--json",
+        ],
+    );
+    assert_eq!(r["changed"], serde_json::json!([]));
+
+    // Export: the summary on stdout, the export in --out; --json without --out is exit 2.
+    let e = cli.fails(&["export", "user", t, nick, "--json"], 2);
+    assert!(e.contains("--out"), "{e}");
+    let f = cli.path("elgaton.jsonl");
+    let s = json(
+        &cli,
+        &[
+            "export",
+            "user",
+            t,
+            nick,
+            "--json",
+            "--out",
+            f.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        keys(&s),
+        set(&[
+            "scope",
+            "tenant",
+            "tenant_id",
+            "user",
+            "user_id",
+            "conversation",
+            "conversation_id",
+            "file",
+            "records",
+            "messages",
+            "users",
+            "conversations",
+            "consents",
+            "restricted_users_left_out",
+            "encrypted",
+            "third_party",
+        ])
+    );
+    assert_eq!(s["scope"], "user");
+    assert_eq!(s["user_id"], a["user_id"]);
+    let lines = std::fs::read_to_string(&f).unwrap().lines().count() as u64;
+    assert_eq!(s["records"].as_u64().unwrap() + 1, lines);
+    assert!(s["messages"].as_u64().unwrap() > 0);
+    let f = cli.path("conv.jsonl");
+    let s = json(
+        &cli,
+        &[
+            "export",
+            "conversation",
+            t,
+            "2011-11-13_02",
+            "--json",
+            "--out",
+            f.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(s["scope"], "conversation");
+    assert!(s["conversation_id"].is_u64() && s["user_id"].is_null());
+    let f = cli.path("slack.zip");
+    cli.fails(
+        &[
+            "export",
+            "tenant",
+            t,
+            "--format",
+            "slack",
+            "--json",
+            "--out",
+            f.to_str().unwrap(),
+        ],
+        2,
+    );
+
+    let r = json(&cli, &["user", "restrict", t, nick, "--on", "--json"]);
+    assert_eq!(
+        keys(&r),
+        set(&["tenant", "tenant_id", "user", "user_id", "restricted"])
+    );
+    assert_eq!(r["restricted"], true);
+    let a = json(&cli, &["user", "access", t, nick, "--json"]);
+    assert!(a["restricted_since_ms"].is_i64());
+    let r = json(&cli, &["user", "restrict", t, nick, "--off", "--json"]);
+    assert_eq!(r["restricted"], false);
+
+    let v = json(&cli, &["audit", "verify", "--json"]);
+    assert_eq!(keys(&v), set(&["intact", "entries", "head", "broken"]));
+    assert_eq!(v["intact"], true);
+    assert!(v["broken"].is_null());
+    assert!(v["entries"].as_u64().unwrap() >= 4);
+    let head = v["head"].as_str().unwrap().to_string();
+    let v = json(&cli, &["audit", "verify", "--head", &head, "--json"]);
+    assert_eq!(v["head"], head.as_str());
+
+    cli.ok(&["key", "rotate-root"]);
+    let k = json(&cli, &["key", "retire-root", "1", "--json"]);
+    assert_eq!(keys(&k), set(&["retired_root_version"]));
+    assert_eq!(k["retired_root_version"], 1);
+    // An error is text on stderr and the same exit code.
+    let e = cli.fails(&["key", "retire-root", "1", "--json"], 1);
+    assert!(!e.trim_start().starts_with('{'), "{e}");
+}
