@@ -218,3 +218,171 @@ fn json_of_user_export_audit_verify_and_retire_root() {
     let e = cli.fails(&["key", "retire-root", "1", "--json"], 1);
     assert!(!e.trim_start().starts_with('{'), "{e}");
 }
+
+#[test]
+fn json_of_extension_and_consent() {
+    let cli = Cli::with_sample();
+    let (t, nick, conv) = ("ubuntu", "elgaton", "2011-11-13_02");
+    let ext = "com.example.summary";
+
+    let r = json(
+        &cli,
+        &[
+            "extension",
+            "register",
+            t,
+            ext,
+            "--name",
+            "Summary",
+            "--scope",
+            "read-messages",
+            "--scope",
+            "read-profile",
+            "--scope",
+            "read-conversations",
+            "--org-scope",
+            "read-conversations",
+            "--org-valid-for",
+            "1d",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        keys(&r),
+        set(&[
+            "tenant",
+            "tenant_id",
+            "extension",
+            "extension_id",
+            "name",
+            "scopes",
+            "org_scopes",
+            "org_valid_for_ms",
+            "bot_user_id",
+        ])
+    );
+    assert!(r["extension_id"].is_u64());
+    assert_eq!(r["org_valid_for_ms"], 86_400_000);
+    assert_eq!(r["org_scopes"], serde_json::json!(["read-conversations"]));
+
+    let a = json(&cli, &["extension", "add", t, ext, conv, "--json"]);
+    assert_eq!(a["added"], true);
+    assert!(a["conversation_id"].is_u64());
+    let l = json(&cli, &["extension", "list", t, "--json"]);
+    assert_eq!(keys(&l), set(&["tenant", "tenant_id", "extensions"]));
+    let e = &l["extensions"][0];
+    assert_eq!(
+        keys(e),
+        set(&[
+            "extension",
+            "extension_id",
+            "name",
+            "scopes",
+            "conversation_ids",
+            "bot_user_id",
+            "registered_at_ms",
+            "org_grant",
+        ])
+    );
+    assert_eq!(e["extension_id"], r["extension_id"]);
+    assert_eq!(
+        e["conversation_ids"],
+        serde_json::json!([a["conversation_id"]])
+    );
+    assert_eq!(e["org_grant"]["live"], true);
+
+    // Refused without consent: exit 7 with --json too, the error as text on stderr.
+    let err = cli.fails(&["extension", "profile", t, ext, nick, "--json"], 7);
+    assert!(err.contains("consent required"), "{err}");
+    let p = json(&cli, &["extension", "read", t, ext, conv, "--json"]);
+    assert_eq!(p["messages"], serde_json::json!([]));
+
+    let g = json(
+        &cli,
+        &[
+            "consent",
+            "grant",
+            t,
+            nick,
+            ext,
+            "--scope",
+            "read-messages",
+            "--scope",
+            "read-profile",
+            "--valid-for",
+            "30d",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        keys(&g),
+        set(&[
+            "tenant",
+            "tenant_id",
+            "user",
+            "user_id",
+            "extension",
+            "extension_id",
+            "scopes",
+            "granted_at_ms",
+            "expires_at_ms",
+        ])
+    );
+    assert_eq!(
+        g["expires_at_ms"].as_i64().unwrap() - g["granted_at_ms"].as_i64().unwrap(),
+        30 * 86_400_000
+    );
+    let c = json(&cli, &["consent", "list", t, nick, "--json"]);
+    assert_eq!(c["consents"][0]["extension"], ext);
+    assert_eq!(c["consents"][0]["live"], true);
+
+    let p = json(
+        &cli,
+        &[
+            "extension",
+            "read",
+            t,
+            ext,
+            conv,
+            "--limit",
+            "5000",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        keys(&p),
+        set(&[
+            "tenant",
+            "tenant_id",
+            "extension",
+            "conversation",
+            "conversation_id",
+            "messages",
+            "withheld",
+            "next",
+        ])
+    );
+    let msgs = p["messages"].as_array().unwrap();
+    assert!(!msgs.is_empty());
+    assert!(msgs.iter().all(|m| m["author_id"] == g["user_id"]));
+    let id = msgs[0]["id"].as_u64().unwrap().to_string();
+    let m = json(&cli, &["extension", "message", t, ext, conv, &id, "--json"]);
+    assert_eq!(m["message"], msgs[0].clone());
+    let pr = json(&cli, &["extension", "profile", t, ext, nick, "--json"]);
+    assert_eq!(pr["display_name"], nick);
+    assert_eq!(pr["user_id"], g["user_id"]);
+
+    let rv = json(&cli, &["consent", "revoke", t, nick, ext, "--json"]);
+    assert_eq!(rv["revoked"], true);
+    let rv = json(&cli, &["consent", "revoke", t, nick, ext, "--json"]);
+    assert_eq!(rv["revoked"], false);
+    let d = json(&cli, &["extension", "detach", t, ext, conv, "--json"]);
+    assert_eq!(d["added"], false);
+    let rm = json(&cli, &["extension", "remove", t, ext, "--json"]);
+    assert_eq!(
+        keys(&rm),
+        set(&["tenant", "tenant_id", "extension", "user_consents_removed"])
+    );
+    let l = json(&cli, &["extension", "list", t, "--json"]);
+    assert_eq!(l["extensions"], serde_json::json!([]));
+}

@@ -6,7 +6,7 @@ use std::io::Write;
 use chatvault::{Actor, ConsentScope, GrantOptions};
 
 use crate::common::{self, fmt_time, VaultArgs};
-use crate::extension::{now_ms, parse_duration, parse_scope, scopes_text};
+use crate::extension::{grant_json, now_ms, parse_duration, parse_scope, scopes_json, scopes_text};
 
 #[derive(clap::Subcommand)]
 pub enum ConsentCommand {
@@ -28,6 +28,10 @@ pub enum ConsentCommand {
         /// How long the consent lasts (60d, 12h, 1w, or ms).
         #[arg(long, value_name = "DURATION", default_value = "60d", value_parser = parse_duration)]
         valid_for: u64,
+        /// Print one JSON object: {"tenant", "tenant_id", "user", "user_id", "extension",
+        /// "extension_id", "scopes", "granted_at_ms", "expires_at_ms"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke a user's consent for an extension, at once (its next access is refused).
     Revoke {
@@ -39,6 +43,10 @@ pub enum ConsentCommand {
         user: String,
         /// The extension's id.
         extension: String,
+        /// Print one JSON object: {"tenant", "tenant_id", "user", "user_id", "extension",
+        /// "revoked" (false if there was no consent to revoke)}.
+        #[arg(long)]
+        json: bool,
     },
     /// List a user's consents (live and expired).
     List {
@@ -48,6 +56,11 @@ pub enum ConsentCommand {
         tenant: String,
         /// User id.
         user: String,
+        /// Print one JSON object: {"tenant", "tenant_id", "user", "user_id", "consents":
+        /// [{"extension", "extension_id", "name", "scopes", "granted_at_ms", "expires_at_ms",
+        /// "live"}]}.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -60,6 +73,7 @@ pub fn run(cmd: ConsentCommand, out: &mut impl Write) -> anyhow::Result<()> {
             extension,
             scopes,
             valid_for,
+            json,
         } => {
             let v = common::open(&vault, "Vault::grant_consent")?;
             let t = common::tenant(&v, &tenant)?;
@@ -74,6 +88,22 @@ pub fn run(cmd: ConsentCommand, out: &mut impl Write) -> anyhow::Result<()> {
                     valid_for_ms: valid_for,
                 },
             )?;
+            if json {
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "user": user,
+                        "user_id": u.as_u64(),
+                        "extension": extension,
+                        "extension_id": g.extension.as_u64(),
+                        "scopes": scopes_json(&g.scopes),
+                        "granted_at_ms": g.granted_at_ms,
+                        "expires_at_ms": g.expires_at_ms,
+                    }),
+                );
+            }
             writeln!(
                 out,
                 "user {user} ({u}) consents to {extension} for {} until {}",
@@ -87,11 +117,26 @@ pub fn run(cmd: ConsentCommand, out: &mut impl Write) -> anyhow::Result<()> {
             tenant,
             user,
             extension,
+            json,
         } => {
             let v = common::open(&vault, "Vault::revoke_consent")?;
             let t = common::tenant(&v, &tenant)?;
             let u = common::user(&v, t, &tenant, &user)?;
-            if v.revoke_consent(t, Actor::operator(), u, &extension)? {
+            let revoked = v.revoke_consent(t, Actor::operator(), u, &extension)?;
+            if json {
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "user": user,
+                        "user_id": u.as_u64(),
+                        "extension": extension,
+                        "revoked": revoked,
+                    }),
+                );
+            }
+            if revoked {
                 writeln!(
                     out,
                     "consent of user {user} ({u}) for {extension} revoked: its next access is \
@@ -109,11 +154,28 @@ pub fn run(cmd: ConsentCommand, out: &mut impl Write) -> anyhow::Result<()> {
             vault,
             tenant,
             user,
+            json,
         } => {
             let v = common::open(&vault, "Vault::consents")?;
             let t = common::tenant(&v, &tenant)?;
             let u = common::user(&v, t, &tenant, &user)?;
             let list = v.consents(t, Actor::operator(), u)?;
+            if json {
+                let now = now_ms();
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "user": user,
+                        "user_id": u.as_u64(),
+                        "consents": list
+                            .iter()
+                            .map(|(e, g)| grant_json(e, g, now))
+                            .collect::<Vec<_>>(),
+                    }),
+                );
+            }
             if list.is_empty() {
                 writeln!(out, "user {user} ({u}) has given no consent")?;
             }

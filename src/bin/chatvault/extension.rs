@@ -50,6 +50,11 @@ pub enum ExtensionCommand {
         /// The user it posts as (post-messages).
         #[arg(long, value_name = "USER")]
         bot_user: Option<String>,
+        /// Print one JSON object: {"tenant", "tenant_id", "extension", "extension_id", "name",
+        /// "scopes", "org_scopes", "org_valid_for_ms" (null without --org-scope),
+        /// "bot_user_id" (null if none)}.
+        #[arg(long)]
+        json: bool,
     },
     /// List the extensions of a tenant, with their scopes, conversations and
     /// organisation-wide consent.
@@ -58,6 +63,12 @@ pub enum ExtensionCommand {
         vault: VaultArgs,
         /// Tenant name.
         tenant: String,
+        /// Print one JSON object: {"tenant", "tenant_id", "extensions": [{"extension",
+        /// "extension_id", "name", "scopes", "conversation_ids", "bot_user_id" (or null),
+        /// "registered_at_ms", "org_grant": null or {"scopes", "granted_at_ms",
+        /// "expires_at_ms", "live"}}]}.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove an extension, its organisation-wide consent and every user's consent for it.
     Remove {
@@ -67,6 +78,9 @@ pub enum ExtensionCommand {
         tenant: String,
         /// The extension's id.
         extension: String,
+        /// Print one JSON object: {"tenant", "tenant_id", "extension", "user_consents_removed"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Add the extension to a conversation (it reads and posts only where it is added).
     Add {
@@ -78,6 +92,10 @@ pub enum ExtensionCommand {
         extension: String,
         /// Conversation id.
         conversation: String,
+        /// Print one JSON object: {"tenant", "tenant_id", "extension", "conversation",
+        /// "conversation_id", "added": true}.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove the extension from a conversation.
     Detach {
@@ -89,6 +107,10 @@ pub enum ExtensionCommand {
         extension: String,
         /// Conversation id.
         conversation: String,
+        /// Print one JSON object: {"tenant", "tenant_id", "extension", "conversation",
+        /// "conversation_id", "added": false}.
+        #[arg(long)]
+        json: bool,
     },
     /// Read a conversation's messages as the extension: only those whose authors granted it
     /// read-messages (and are not restricted); the others are withheld and counted.
@@ -108,6 +130,11 @@ pub enum ExtensionCommand {
         /// At most this many messages.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print one JSON object: {"tenant", "tenant_id", "extension", "conversation",
+        /// "conversation_id", "messages": [{"id", "sent_at_ms", "author_id", "body"}],
+        /// "withheld", "next" (the next --from, or null)}. Exit codes as without it.
+        #[arg(long)]
+        json: bool,
     },
     /// Read one message as the extension: refused (exit 7) unless its author granted
     /// read-messages.
@@ -123,6 +150,11 @@ pub enum ExtensionCommand {
         conversation: String,
         /// Message id.
         id: u64,
+        /// Print one JSON object: {"tenant", "tenant_id", "extension", "conversation",
+        /// "conversation_id", "message": {"id", "sent_at_ms", "author_id", "body"}}. Exit
+        /// codes as without it.
+        #[arg(long)]
+        json: bool,
     },
     /// Read a user's profile as the extension: refused (exit 7) unless the user granted
     /// read-profile.
@@ -136,6 +168,10 @@ pub enum ExtensionCommand {
         extension: String,
         /// User id.
         user: String,
+        /// Print one JSON object: {"tenant", "tenant_id", "extension", "user", "user_id",
+        /// "display_name", "email" (or null)}. Exit codes as without it.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -174,11 +210,6 @@ pub fn scopes_text<'a>(s: impl IntoIterator<Item = &'a ConsentScope>) -> String 
     }
 }
 
-/// Scope names as a JSON array.
-pub fn scopes_json<'a>(s: impl IntoIterator<Item = &'a ConsentScope>) -> serde_json::Value {
-    s.into_iter().map(|c| c.as_str()).collect::<Vec<_>>().into()
-}
-
 /// A consent grant as JSON (shared by `user access`, `consent` and `extension list`).
 pub fn grant_json(e: &ExtensionInfo, g: &chatvault::ConsentGrant, now: i64) -> serde_json::Value {
     serde_json::json!({
@@ -189,6 +220,38 @@ pub fn grant_json(e: &ExtensionInfo, g: &chatvault::ConsentGrant, now: i64) -> s
         "granted_at_ms": g.granted_at_ms,
         "expires_at_ms": g.expires_at_ms,
         "live": g.is_live(now),
+    })
+}
+
+/// Scope names as a JSON array.
+pub fn scopes_json<'a>(s: impl IntoIterator<Item = &'a ConsentScope>) -> serde_json::Value {
+    s.into_iter().map(|c| c.as_str()).collect::<Vec<_>>().into()
+}
+
+fn info_json(e: &ExtensionInfo, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "extension": e.id,
+        "extension_id": e.extension.as_u64(),
+        "name": e.name,
+        "scopes": scopes_json(&e.scopes),
+        "conversation_ids": e.conversations.iter().map(|c| c.as_u64()).collect::<Vec<_>>(),
+        "bot_user_id": e.bot_user.map(|b| b.as_u64()),
+        "registered_at_ms": e.registered_at_ms,
+        "org_grant": e.org_grant.as_ref().map(|g| serde_json::json!({
+            "scopes": scopes_json(&g.scopes),
+            "granted_at_ms": g.granted_at_ms,
+            "expires_at_ms": g.expires_at_ms,
+            "live": g.is_live(now),
+        })),
+    })
+}
+
+fn message_json(m: &chatvault::Message) -> serde_json::Value {
+    serde_json::json!({
+        "id": m.id,
+        "sent_at_ms": m.sent_at_ms,
+        "author_id": m.author.as_u64(),
+        "body": m.body,
     })
 }
 
@@ -242,6 +305,7 @@ pub fn run(cmd: ExtensionCommand, out: &mut impl Write) -> anyhow::Result<()> {
             org_scopes,
             org_valid_for,
             bot_user,
+            json,
         } => {
             let v = common::open(&vault, "Vault::register_extension")?;
             let t = common::tenant(&v, &tenant)?;
@@ -264,6 +328,22 @@ pub fn run(cmd: ExtensionCommand, out: &mut impl Write) -> anyhow::Result<()> {
                     valid_for_ms: org_valid_for,
                 },
             )?;
+            if json {
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "extension": extension,
+                        "extension_id": id.as_u64(),
+                        "name": spec.name,
+                        "scopes": scopes_json(&spec.scopes),
+                        "org_scopes": scopes_json(&org_scopes),
+                        "org_valid_for_ms": (!org_scopes.is_empty()).then_some(org_valid_for),
+                        "bot_user_id": bot.map(|b| b.as_u64()),
+                    }),
+                );
+            }
             writeln!(
                 out,
                 "registered extension {extension} ({id}) in tenant {tenant}, asking for {}",
@@ -279,10 +359,25 @@ pub fn run(cmd: ExtensionCommand, out: &mut impl Write) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ExtensionCommand::List { vault, tenant } => {
+        ExtensionCommand::List {
+            vault,
+            tenant,
+            json,
+        } => {
             let v = common::open(&vault, "Vault::extensions")?;
             let t = common::tenant(&v, &tenant)?;
             let exts = v.extensions(t)?;
+            if json {
+                let now = now_ms();
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "extensions": exts.iter().map(|e| info_json(e, now)).collect::<Vec<_>>(),
+                    }),
+                );
+            }
             if exts.is_empty() {
                 writeln!(out, "no extension is registered in tenant {tenant}")?;
             }
@@ -296,10 +391,22 @@ pub fn run(cmd: ExtensionCommand, out: &mut impl Write) -> anyhow::Result<()> {
             vault,
             tenant,
             extension,
+            json,
         } => {
             let v = common::open(&vault, "Vault::remove_extension")?;
             let t = common::tenant(&v, &tenant)?;
             let n = v.remove_extension(t, Actor::operator(), &extension)?;
+            if json {
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "extension": extension,
+                        "user_consents_removed": n,
+                    }),
+                );
+            }
             writeln!(
                 out,
                 "removed extension {extension} from tenant {tenant}, with its \
@@ -313,13 +420,15 @@ pub fn run(cmd: ExtensionCommand, out: &mut impl Write) -> anyhow::Result<()> {
             tenant,
             extension,
             conversation,
-        } => attach(&vault, &tenant, &extension, &conversation, true, out),
+            json,
+        } => attach(&vault, &tenant, &extension, &conversation, true, json, out),
         ExtensionCommand::Detach {
             vault,
             tenant,
             extension,
             conversation,
-        } => attach(&vault, &tenant, &extension, &conversation, false, out),
+            json,
+        } => attach(&vault, &tenant, &extension, &conversation, false, json, out),
         ExtensionCommand::Read {
             vault,
             tenant,
@@ -327,12 +436,28 @@ pub fn run(cmd: ExtensionCommand, out: &mut impl Write) -> anyhow::Result<()> {
             conversation,
             from,
             limit,
+            json,
         } => {
             let v = common::open(&vault, "ExtensionContext::messages")?;
             let t = common::tenant(&v, &tenant)?;
             let c = common::conversation(&v, t, &tenant, &conversation)?;
             let x = v.extension(t, &extension)?;
             let page = x.messages(c, from, limit).map_err(consent_exit)?;
+            if json {
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "extension": extension,
+                        "conversation": conversation,
+                        "conversation_id": c.as_u64(),
+                        "messages": page.messages.iter().map(message_json).collect::<Vec<_>>(),
+                        "withheld": page.withheld,
+                        "next": page.next,
+                    }),
+                );
+            }
             for m in &page.messages {
                 writeln!(
                     out,
@@ -361,12 +486,26 @@ pub fn run(cmd: ExtensionCommand, out: &mut impl Write) -> anyhow::Result<()> {
             extension,
             conversation,
             id,
+            json,
         } => {
             let v = common::open(&vault, "ExtensionContext::message")?;
             let t = common::tenant(&v, &tenant)?;
             let c = common::conversation(&v, t, &tenant, &conversation)?;
             let x = v.extension(t, &extension)?;
             let m = x.message(c, id).map_err(consent_exit)?;
+            if json {
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "extension": extension,
+                        "conversation": conversation,
+                        "conversation_id": c.as_u64(),
+                        "message": message_json(&m),
+                    }),
+                );
+            }
             writeln!(
                 out,
                 "{}\t{}\t{}\t{}",
@@ -382,12 +521,27 @@ pub fn run(cmd: ExtensionCommand, out: &mut impl Write) -> anyhow::Result<()> {
             tenant,
             extension,
             user,
+            json,
         } => {
             let v = common::open(&vault, "ExtensionContext::profile")?;
             let t = common::tenant(&v, &tenant)?;
             let u = common::user(&v, t, &tenant, &user)?;
             let x = v.extension(t, &extension)?;
             let p = x.profile(u).map_err(consent_exit)?;
+            if json {
+                return common::print_json(
+                    out,
+                    &serde_json::json!({
+                        "tenant": tenant,
+                        "tenant_id": t.as_u64(),
+                        "extension": extension,
+                        "user": p.external_id,
+                        "user_id": u.as_u64(),
+                        "display_name": p.profile.display_name,
+                        "email": p.profile.email,
+                    }),
+                );
+            }
             writeln!(out, "user {} ({u})", p.external_id)?;
             writeln!(out, "  display name:  {}", p.profile.display_name)?;
             writeln!(
@@ -406,12 +560,26 @@ fn attach(
     extension: &str,
     conversation: &str,
     added: bool,
+    json: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let v = common::open(vault, "Vault::set_extension_conversation")?;
     let t = common::tenant(&v, tenant)?;
     let c = common::conversation(&v, t, tenant, conversation)?;
     v.set_extension_conversation(t, Actor::operator(), extension, c, added)?;
+    if json {
+        return common::print_json(
+            out,
+            &serde_json::json!({
+                "tenant": tenant,
+                "tenant_id": t.as_u64(),
+                "extension": extension,
+                "conversation": conversation,
+                "conversation_id": c.as_u64(),
+                "added": added,
+            }),
+        );
+    }
     if added {
         writeln!(
             out,
