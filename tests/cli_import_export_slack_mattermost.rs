@@ -43,7 +43,7 @@ fn slack_import_summary_json_idempotency_and_export_round_trip() {
     assert_eq!(j["completed"], true);
 
     let back: PathBuf = dir.path().join("back.zip");
-    let err = cli.fails(&["export", "--format", "slack", "tenant", "T0BMHLSRH"], 1);
+    let err = cli.fails(&["export", "--format", "slack", "tenant", "T0BMHLSRH"], 2);
     assert!(err.contains("--out"), "{err}");
     cli.ok(&[
         "export",
@@ -123,4 +123,36 @@ fn malformed_input_fails_naming_the_line_and_irc_has_json() {
     assert_eq!(j["source"], "irc");
     assert_eq!(j["messages_written"], 2420);
     assert_eq!(j["files"], 2);
+}
+
+#[test]
+fn export_format_flag_mistakes_are_usage_errors() {
+    let (_dir, cli) = fresh();
+    cli.ok(&["import", "slack", &data("slack/testarchive.zip")]);
+    let e = cli.fails(&["export", "--format", "slack", "tenant", "T0BMHLSRH"], 2);
+    assert!(e.contains("--out FILE.zip"), "{e}");
+    let e = cli.fails(
+        &[
+            "export",
+            "--format",
+            "mattermost",
+            "user",
+            "T0BMHLSRH",
+            "U0BMS113R",
+        ],
+        2,
+    );
+    assert!(e.contains("not a user"), "{e}");
+    let e = cli.fails(
+        &[
+            "export",
+            "--format",
+            "mattermost",
+            "tenant",
+            "T0BMHLSRH",
+            "--third-party",
+        ],
+        2,
+    );
+    assert!(e.contains("--third-party"), "{e}");
 }

@@ -6,7 +6,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::bail;
 use chatvault::import::write_back::{self, FormatExportSummary};
 use chatvault::{ConversationId, TenantId, Vault};
 
@@ -24,42 +23,51 @@ pub enum Format {
     Mattermost,
 }
 
+/// A bad combination of flags: exit 2 (bad usage), nothing exported.
+fn usage(message: &str) -> anyhow::Error {
+    crate::common::Failure {
+        code: crate::common::EXIT_USAGE,
+        message: message.into(),
+    }
+    .into()
+}
+
 pub fn run(format: Format, cmd: ExportCommand, out: &mut impl Write) -> anyhow::Result<()> {
-    let (opts, tenant, conversation) = match &cmd {
-        ExportCommand::User { .. } => bail!(
-            "--format slack and --format mattermost export a tenant or a conversation, not a \
-             user: use `chatvault export user` (chatvault format) for a user's data"
-        ),
-        ExportCommand::Conversation {
-            opts,
-            tenant,
-            conversation,
-        } => (opts, tenant, Some(conversation)),
-        ExportCommand::Tenant { opts, tenant } => (opts, tenant, None),
-    };
+    let (opts, tenant, conversation) =
+        match &cmd {
+            ExportCommand::User { .. } => return Err(usage(
+                "--format slack and --format mattermost export a tenant or a conversation, not a \
+             user: use `chatvault export user` (chatvault format) for a user's data",
+            )),
+            ExportCommand::Conversation {
+                opts,
+                tenant,
+                conversation,
+            } => (opts, tenant, Some(conversation)),
+            ExportCommand::Tenant { opts, tenant } => (opts, tenant, None),
+        };
     if opts.json {
-        return Err(crate::common::Failure {
-            code: crate::common::EXIT_USAGE,
-            message: "--json applies to chatvault-format exports only (nothing was exported)"
-                .into(),
-        }
-        .into());
+        return Err(usage(
+            "--json applies to chatvault-format exports only (nothing was exported)",
+        ));
     }
     if opts.third_party {
-        bail!(
+        return Err(usage(
             "--third-party applies to chatvault-format exports only; a Slack or Mattermost \
-             export is a full operator export"
-        );
+             export is a full operator export",
+        ));
     }
     if !opts.age_recipients.is_empty() {
         // Never write plaintext when encryption was asked for.
-        bail!(
+        return Err(usage(
             "--age-recipient applies to chatvault-format exports only; encrypt a Slack or \
-             Mattermost export afterwards (`age -r age1... -o FILE.age FILE`)"
-        );
+             Mattermost export afterwards (`age -r age1... -o FILE.age FILE`)",
+        ));
     }
     if format == Format::Slack && opts.out.is_none() {
-        bail!("--format slack writes a zip archive: give --out FILE.zip");
+        return Err(usage(
+            "--format slack writes a zip archive: give --out FILE.zip",
+        ));
     }
     crate::export::check_out(opts)?;
     let call = match format {
