@@ -332,6 +332,20 @@ pub fn conversation(
 }
 
 /// A user of a tenant by external id (an IRC nick for imported logs).
+/// Opens the vault for `call` and looks up the tenant and the user by name: the start of every
+/// command about one user (`user ...`, `consent ...`).
+pub fn open_user(
+    vault: &VaultArgs,
+    call: &str,
+    tenant_name: &str,
+    name: &str,
+) -> anyhow::Result<(Vault, TenantId, chatvault::UserId)> {
+    let v = open(vault, call)?;
+    let t = tenant(&v, tenant_name)?;
+    let u = user(&v, t, tenant_name, name)?;
+    Ok((v, t, u))
+}
+
 pub fn user(
     v: &Vault,
     t: TenantId,

@@ -75,9 +75,7 @@ pub fn run(cmd: ConsentCommand, out: &mut impl Write) -> anyhow::Result<()> {
             valid_for,
             json,
         } => {
-            let v = common::open(&vault, "Vault::grant_consent")?;
-            let t = common::tenant(&v, &tenant)?;
-            let u = common::user(&v, t, &tenant, &user)?;
+            let (v, t, u) = common::open_user(&vault, "Vault::grant_consent", &tenant, &user)?;
             let g = v.grant_consent(
                 t,
                 Actor::operator(),
@@ -119,9 +117,7 @@ pub fn run(cmd: ConsentCommand, out: &mut impl Write) -> anyhow::Result<()> {
             extension,
             json,
         } => {
-            let v = common::open(&vault, "Vault::revoke_consent")?;
-            let t = common::tenant(&v, &tenant)?;
-            let u = common::user(&v, t, &tenant, &user)?;
+            let (v, t, u) = common::open_user(&vault, "Vault::revoke_consent", &tenant, &user)?;
             let revoked = v.revoke_consent(t, Actor::operator(), u, &extension)?;
             if json {
                 return common::print_json(
@@ -156,9 +152,7 @@ pub fn run(cmd: ConsentCommand, out: &mut impl Write) -> anyhow::Result<()> {
             user,
             json,
         } => {
-            let v = common::open(&vault, "Vault::consents")?;
-            let t = common::tenant(&v, &tenant)?;
-            let u = common::user(&v, t, &tenant, &user)?;
+            let (v, t, u) = common::open_user(&vault, "Vault::consents", &tenant, &user)?;
             let list = v.consents(t, Actor::operator(), u)?;
             if json {
                 let now = now_ms();

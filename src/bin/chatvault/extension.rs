@@ -523,9 +523,7 @@ pub fn run(cmd: ExtensionCommand, out: &mut impl Write) -> anyhow::Result<()> {
             user,
             json,
         } => {
-            let v = common::open(&vault, "ExtensionContext::profile")?;
-            let t = common::tenant(&v, &tenant)?;
-            let u = common::user(&v, t, &tenant, &user)?;
+            let (v, t, u) = common::open_user(&vault, "ExtensionContext::profile", &tenant, &user)?;
             let x = v.extension(t, &extension)?;
             let p = x.profile(u).map_err(consent_exit)?;
             if json {

@@ -130,9 +130,7 @@ pub fn run(cmd: UserCommand, out: &mut impl Write) -> anyhow::Result<()> {
             messages,
             json,
         } => {
-            let v = common::open(&vault, "Vault::subject_access")?;
-            let t = common::tenant(&v, &tenant)?;
-            let u = common::user(&v, t, &tenant, &user)?;
+            let (v, t, u) = common::open_user(&vault, "Vault::subject_access", &tenant, &user)?;
             let a = v.subject_access(t, Actor::operator(), u)?;
             let p = &a.user.profile;
             if json {
@@ -270,9 +268,7 @@ pub fn run(cmd: UserCommand, out: &mut impl Write) -> anyhow::Result<()> {
             remove_field,
             json,
         } => {
-            let v = common::open(&vault, "Vault::rectify_profile")?;
-            let t = common::tenant(&v, &tenant)?;
-            let u = common::user(&v, t, &tenant, &user)?;
+            let (v, t, u) = common::open_user(&vault, "Vault::rectify_profile", &tenant, &user)?;
             let mut p: UserProfile = v.user(t, u)?.profile;
             if let Some(d) = display_name {
                 p.display_name = d;
@@ -325,9 +321,8 @@ pub fn run(cmd: UserCommand, out: &mut impl Write) -> anyhow::Result<()> {
             off: _,
             json,
         } => {
-            let v = common::open(&vault, "Vault::restrict_processing")?;
-            let t = common::tenant(&v, &tenant)?;
-            let u = common::user(&v, t, &tenant, &user)?;
+            let (v, t, u) =
+                common::open_user(&vault, "Vault::restrict_processing", &tenant, &user)?;
             v.restrict_processing(t, Actor::operator(), u, on)?;
             if json {
                 return common::print_json(
@@ -369,9 +364,7 @@ pub fn run(cmd: UserCommand, out: &mut impl Write) -> anyhow::Result<()> {
                 }
                 .into());
             }
-            let v = common::open(&vault, "Vault::erase_user")?;
-            let t = common::tenant(&v, &tenant)?;
-            let u = common::user(&v, t, &tenant, &user)?;
+            let (v, t, u) = common::open_user(&vault, "Vault::erase_user", &tenant, &user)?;
             let what = format!("user {user} ({u}) of tenant {tenant}");
             let outcome = match v.erase_user(t, Actor::operator(), u) {
                 Ok(o) => o,
