@@ -9,6 +9,9 @@
 //! its tenant and keys cached) and a `sync` (so that the set-up's file-system work is not
 //! committed by the shred's fsync), all untimed; then only the `shred` call is timed, fsync
 //! included (the call returns once the shred is durable, whatever the vault's durability).
+//! The copies are opened with `rekey_after_shred: false`: this measures the destruction; the
+//! key re-versioning pass that a shred runs next by default is measured by `benches/rekey.rs`
+//! (and must not run here: it would retire the root key version the template still uses).
 //!
 //! Run: `cargo bench --bench shred` (release profile), or `scripts/bench-report --only shred`
 //! to update only the "Shred latency" section of BENCHMARKS.md. The vaults live under the cargo
@@ -163,8 +166,11 @@ fn shred_latency(cr: &mut Criterion) {
                         k += 1;
                         let dir = copies.path().join(format!("copy-{k}"));
                         tpl.vault.checkpoint(&dir).expect("checkpoint");
-                        let v = Vault::open(&dir, tpl.provider.clone(), VaultOptions::default())
-                            .expect("open copy");
+                        let opts = VaultOptions {
+                            rekey_after_shred: false,
+                            ..VaultOptions::default()
+                        };
+                        let v = Vault::open(&dir, tpl.provider.clone(), opts).expect("open copy");
                         v.conversation(tpl.t, tpl.c).expect("warm conversation");
                         v.user(tpl.t, tpl.u).expect("warm user");
                         // Commit the set-up's file-system work (links, new files, the removed

@@ -281,7 +281,10 @@ def render_shred(res, work, seconds, standalone):
       "(`Vault::checkpoint`, hard links; then `Vault::open` and a read of the conversation and "
       "the user, as in a serving vault; then `sync`, so that the shred's fsync does not commit "
       "the set-up's file-system work; all untimed). Only the `shred` call is timed, including "
-      "its fsync (the call returns once the shred is durable). 30 shreds per cell: median, "
+      "its fsync (the call returns once the shred is durable). The copies are opened with "
+      "`rekey_after_shred: false`: this is the destruction alone; the key re-versioning pass a "
+      "shred runs next by default is the \"Key re-versioning\" section's figure, which does not "
+      "depend on the scope's size. 30 shreds per cell: median, "
       "then criterion's mean with its 95% confidence interval. "
       f"Target: the time does not grow with the data, largest size ÷ smallest ≤ {SHRED_TARGET_RATIO:g}, "
       "judged on the medians: the fsync dominates, and on this VM's shared disk one fsync takes "
@@ -348,14 +351,16 @@ def render_rekey(res, work, seconds, standalone):
                     if k[0] == "rekey_pass" and k[1].split("_")[0].isdigit()})
     w(REKEY_HEADING)
     w("")
-    w("`Vault::rekey`, the pass `Vault::purge` runs after crypto-shredding so that copies of the "
+    w("`Vault::rekey`, the pass every shred runs before it returns (and `Vault::purge` after "
+      "crypto-retention) so that copies of the "
       "data directory taken before cannot open the destroyed data (DESIGN.md §7, \"Old "
       "copies\"), on a vault with *n* tenants (`benches/rekey.rs`): the key file gets a new root "
       "key version (rewritten and fsynced), the key-check file is rewritten, every tenant KEK is "
       "re-wrapped under the new root version, the one tenant with a destroyed key (a user "
       "shredded before each iteration, untimed) gets a new KEK version with its 100 users' keys "
       "and its metadata re-wrapped, all in one fsynced WriteBatch, then the old root version is "
-      "retired (the key file rewritten again). Criterion's mean with its 95% confidence interval.")
+      "retired (the key file rewritten again). Timed alone: the shred before it runs with "
+      "`rekey_after_shred: false`. Criterion's mean with its 95% confidence interval.")
     w("")
     if not sizes:
         w("Not measured in this run.")

@@ -39,7 +39,7 @@ pub(crate) mod meta {
     pub const WATERMARK: u8 = 0x0E;
     /// `0x10 | tenant | kind | id | start` → shred tombstone (postcard; internal ids only).
     pub const SHRED: u8 = 0x10;
-    /// `0x11 | tenant | conv` → empty: a key path to re-version at the next purge (conv 0: the
+    /// `0x11 | tenant | conv` → empty: a key path to re-version by the next pass (conv 0: the
     /// tenant KEK only). Written in the same batch as the key destruction.
     pub const REKEY_PENDING: u8 = 0x11;
     /// `0x14` → root key versions to retire (postcard `Vec<u32>`), written with the re-versioning
@@ -65,6 +65,11 @@ pub(crate) mod meta {
     pub const ORG_CONSENT: u8 = 0x18;
     /// `0x19 | tenant | user | extension` → sealed consent grant of a user (user key).
     pub const USER_CONSENT: u8 = 0x19;
+    /// `0x1B | root version (u32 BE)` → what a key re-versioning pass replaced, awaiting the
+    /// purge that removes the old bytes from every file: the last 16 bytes (the AEAD tag) of
+    /// each replaced wrapped key or sealed record, concatenated, XOR 0xFF (so the marker never
+    /// matches itself). The purge verifies by its raw scan that none is left, then deletes it.
+    pub const REPLACED: u8 = 0x1B;
     /// `0x1D` → the vault's format version (`crate::format`): which layout every record
     /// follows; written last by the upgrade at open. `0x1E` is reserved for format work.
     pub const FORMAT: u8 = 0x1D;

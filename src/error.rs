@@ -208,15 +208,17 @@ pub enum Error {
     },
 
     /// A checkpoint or backup needs a root key version that the key provider no longer holds:
-    /// a purge re-versioned key paths after the copy was made and retired that version, so that
+    /// a shred, an erasure or a purge re-versioned key paths after the copy was made and
+    /// retired that version, so that
     /// old copies cannot open what was shredded since (DESIGN.md §7, "What this means for
     /// backups"). Nothing was written.
     #[error(
         "the copy at {path} needs root key version {needed}, which the key file no longer \
-         holds (it holds {held}): a purge after this copy was taken re-versioned the keys and \
-         retired version {needed}, so that copies made before cannot open data destroyed since \
-         (shredded, or days whose every message expired under retention: the purge destroys \
-         their keys too). Restore it with the key file kept from the time of the copy, then \
+         holds (it holds {held}): a shred, an erasure or a purge after this copy was taken \
+         re-versioned the keys and retired version {needed}, so that copies made before cannot \
+         open data destroyed since (shredded, erased, or days whose every message expired under \
+         retention: the purge destroys their keys too). Restore it with the key file kept from \
+         the time of the copy, then \
          shred again what the receipt chain (`chatvault receipts show`) says was shredded since \
          (what expired expires again by itself: retention is decided from the clock)"
     )]

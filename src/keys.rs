@@ -253,6 +253,14 @@ pub trait KeyProvider: Send + Sync + 'static {
             "this key provider does not implement retire_version".into(),
         ))
     }
+    /// Reads the root key versions again from where they are stored, for a reader beside the
+    /// process that rotates them: a read-only secondary ([`crate::Vault::catch_up`]) calls this
+    /// before it reads what the writer wrapped since (a shred or a purge adds a root key version
+    /// and retires the old one). Default: nothing (the provider always answers with its
+    /// current versions, as a KMS does).
+    fn reload(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// Environment variable that may hold the root key instead of a key file (same text format as
@@ -663,6 +671,18 @@ impl KeyProvider for StaticKeyProvider {
         self.persist(&next)?;
         *keys = next;
         Ok(v)
+    }
+
+    /// A provider loaded from a key file reads the file again (another process may have
+    /// rotated it); the others have nothing to reload.
+    fn reload(&self) -> Result<(), ProviderError> {
+        let KeySource::File(path) = &self.source else {
+            return Ok(());
+        };
+        let fresh = StaticKeyProvider::from_file(path)?;
+        let keys = std::mem::take(&mut *fresh.keys.write());
+        *self.keys.write() = keys;
+        Ok(())
     }
 
     fn retire_version(&self, version: u32) -> Result<(), ProviderError> {

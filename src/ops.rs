@@ -27,7 +27,7 @@ pub struct KeyStats {
     pub directory_keys: u64,
     /// Shred tombstones (`meta 0x10`): scopes whose keys were destroyed.
     pub shred_tombstones: u64,
-    /// Key paths waiting for a re-versioning pass at the next purge (`meta 0x11`).
+    /// Key paths waiting for a re-versioning pass (`meta 0x11`; 0 once every shred's pass ran).
     pub key_paths_pending_reversioning: u64,
     /// Erasures queued under legal holds (`meta 0x13`).
     pub queued_erasures: u64,

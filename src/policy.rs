@@ -636,6 +636,10 @@ impl Vault {
         tracing::info!(tenant = t, hold, "legal hold released");
         self.publish(t, tr.clone());
         self.forget_staged(t, &staged);
+        if !staged.is_empty() {
+            // Copies taken before the erasures it carried out must not open them.
+            self.rekey_after_destruction();
+        }
         // Remove what was kept only because of this hold: revisions of deleted messages.
         let convs = match rec.scope {
             HoldScope::Conversation(c) => vec![c.0],
@@ -902,11 +906,13 @@ impl Vault {
         for (_, masked) in &rewritten {
             needles.push(masked.iter().map(|b| b ^ 0xFF).collect());
         }
+        let replaced_waiting = !self.replaced_markers()?.is_empty();
         if opts.dry_run
             || (report.conversations.is_empty()
                 && !any_shred
                 && report.key_paths_pending == 0
-                && rewritten.is_empty())
+                && rewritten.is_empty()
+                && !replaced_waiting)
         {
             return Ok(report);
         }
@@ -957,16 +963,21 @@ impl Vault {
         tick.stage("re-version keys", None);
         let mut exposed = None;
         match self.rekey_locked(false) {
-            Ok(Some(o)) => {
-                needles.extend(o.replaced);
-                report.rekey = Some(o.report);
-            }
-            Ok(None) => {}
+            Ok(Some(o)) => report.rekey = Some(o.report),
+            // The pass the open ran for paths left marked (a purge after a failed shred pass
+            // reports it: the operator asked for it by running the purge again).
+            Ok(None) => report.rekey = i.open_rekey.lock().take(),
             Err(Error::KeyProvider(crate::keys::ProviderError::CannotRotate(m))) => {
                 tracing::warn!("key paths not re-versioned: {m}");
                 exposed = Some(m);
             }
             Err(e) => return Err(e),
+        }
+        // What this pass and earlier ones (at each shred) replaced: old versions of wrapped
+        // keys and sealed metadata, verified gone like expired records.
+        let replaced = self.replaced_markers()?;
+        for (_, n) in &replaced {
+            needles.extend(n.iter().cloned());
         }
 
         let ac = AhoCorasick::new(&needles)
@@ -1033,12 +1044,16 @@ impl Vault {
                 break;
             }
         }
-        if report.complete && !rewritten.is_empty() {
+        if report.complete && !(rewritten.is_empty() && replaced.is_empty()) {
             let mut b = WriteBatch::default();
-            for (k, _) in &rewritten {
+            for k in rewritten
+                .iter()
+                .map(|r| &r.0)
+                .chain(replaced.iter().map(|r| &r.0))
+            {
                 b.delete_cf(&i.cf(cf::META)?, k);
             }
-            i.write_sync(b, "recording removed profile versions")?;
+            i.write_sync(b, "recording removed old versions")?;
         }
         // Shreds whose records and keys are now gone from every file get a `Removed` receipt.
         if report.complete {

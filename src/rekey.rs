@@ -19,8 +19,12 @@
 //! values do not change: no record is re-sealed, so the pass costs one unwrap and one wrap per
 //! key on the affected paths plus the metadata sealed under them, never work per message.
 //!
-//! Destructions only mark their path (`meta` prefix `0x11`, in the destruction's own batch);
-//! [`Vault::purge`] runs one pass for all marked paths, so many shreds share one pass.
+//! Destructions mark their path (`meta` prefix `0x11`, in the destruction's own batch); a
+//! shred runs the pass at once, after its batch is durable ([`crate::VaultOptions`]
+//! `rekey_after_shred`, default on), and [`Vault::purge`] runs one pass for every path still
+//! marked (crypto-retention's destroyed days, shreds with the option off), so those share one
+//! pass. A pass that did not run (a crash after the shred, a provider that cannot add
+//! versions) leaves the marks for the next open, purge or rekey.
 //!
 //! Crash safety, step by step (DESIGN.md §7):
 //! 1. the key provider adds root version N+1 (durable; N is still there);
@@ -67,10 +71,12 @@ pub struct RekeyReport {
     pub elapsed_ms: u64,
 }
 
-/// A pass's report, plus the stored bytes it replaced (for the purge's byte scan).
+/// Bytes of each replaced value kept for the purge's byte scan (meta `0x1B`): its AEAD tag.
+const NEEDLE_LEN: usize = 16;
+
+/// A pass's report.
 pub(crate) struct RekeyOutcome {
     pub report: RekeyReport,
-    pub replaced: Vec<Vec<u8>>,
 }
 
 impl Vault {
@@ -85,6 +91,64 @@ impl Vault {
     pub fn rekey(&self) -> Result<Option<RekeyReport>> {
         let _g = self.inner.policy_lock.lock();
         Ok(self.rekey_locked(false)?.map(|o| o.report))
+    }
+
+    /// How many key paths are waiting for a re-versioning pass. Non-zero means that a
+    /// checkpoint, backup or copy of the data directory taken before a destruction still opens
+    /// what it destroyed, with today's key file; [`Vault::rekey`] (or [`Vault::purge`]) closes
+    /// that. Zero after every shred whose pass ran ([`crate::VaultOptions`]
+    /// `rekey_after_shred`). Errors: [`Error::Storage`].
+    pub fn key_paths_pending(&self) -> Result<u64> {
+        Ok(self.rekey_pending()?.len() as u64)
+    }
+
+    /// After a destruction whose batch is durable (callers hold `policy_lock`): runs the
+    /// re-versioning pass now, if the vault's options ask for it, and returns its report. A
+    /// failure is logged, never returned (the destruction stands); the marks stay for the next
+    /// open, purge or rekey.
+    pub(crate) fn rekey_after_destruction(&self) -> Option<RekeyReport> {
+        let i = &self.inner;
+        if !i.opts.rekey_after_shred || i.writable("re-versioning keys").is_err() {
+            return None;
+        }
+        match self.rekey_locked(false) {
+            Ok(Some(o)) => {
+                tracing::debug!(
+                    root_version = o.report.root_version,
+                    elapsed_ms = o.report.elapsed_ms,
+                    "key paths re-versioned after a destruction"
+                );
+                Some(o.report)
+            }
+            Ok(None) => None,
+            Err(Error::KeyProvider(crate::keys::ProviderError::CannotRotate(m))) => {
+                tracing::warn!(
+                    "key paths not re-versioned (copies taken before the shred still open it): {m}"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    "key paths not re-versioned; the next open, purge or `rekey` retries"
+                );
+                None
+            }
+        }
+    }
+
+    /// What re-versioning passes replaced and no purge has verified gone yet: (marker key,
+    /// 16-byte needles).
+    pub(crate) fn replaced_markers(&self) -> Result<Vec<(Vec<u8>, Vec<Vec<u8>>)>> {
+        let mut out = Vec::new();
+        for (k, v) in scan(&self.inner, cf::META, &[codec::meta::REPLACED])? {
+            let needles = v
+                .chunks_exact(NEEDLE_LEN)
+                .map(|c| c.iter().map(|b| b ^ 0xFF).collect())
+                .collect();
+            out.push((k, needles));
+        }
+        Ok(out)
     }
 
     /// Key paths waiting for a re-versioning pass: `(tenant, conversation or 0)`.
@@ -186,7 +250,6 @@ impl Vault {
                     meta_resealed: 0,
                     elapsed_ms: started.elapsed().as_millis() as u64,
                 },
-                replaced: Vec::new(),
             }));
         }
         let mut dirty_convs: BTreeMap<Iid, BTreeSet<Iid>> = BTreeMap::new();
@@ -241,11 +304,22 @@ impl Vault {
             [codec::meta::REKEY_PENDING],
             [codec::meta::REKEY_PENDING + 1],
         );
+        // What this pass replaces stays in the files until compaction: the purge verifies
+        // that it is gone (the marker survives restarts, unlike this pass's report).
+        if !p.replaced.is_empty() {
+            let mut needles = Vec::with_capacity(p.replaced.len() * NEEDLE_LEN);
+            for v in &p.replaced {
+                let tail = &v[v.len().saturating_sub(NEEDLE_LEN)..];
+                needles.extend(tail.iter().map(|b| b ^ 0xFF));
+            }
+            p.batch.put_cf(
+                &meta,
+                KeyBuf::tag(codec::meta::REPLACED).u32(new_root).into_vec(),
+                needles,
+            );
+        }
         let Pass {
-            batch,
-            mut report,
-            replaced,
-            ..
+            batch, mut report, ..
         } = p;
         {
             let _w = i.rekey_lock.write();
@@ -263,7 +337,7 @@ impl Vault {
             elapsed_ms = report.elapsed_ms,
             "key paths re-versioned"
         );
-        Ok(Some(RekeyOutcome { report, replaced }))
+        Ok(Some(RekeyOutcome { report }))
     }
 
     /// Step 4: retires the root versions recorded by a pass, then forgets the record.

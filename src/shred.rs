@@ -374,6 +374,9 @@ impl Vault {
         self.publish_retention(t, tr);
         let receipt = staged.receipt.clone();
         self.forget_staged(t, &[staged]);
+        // Copies taken before this shred (checkpoints, backups) must not open what it
+        // destroyed: new versions for the keys on its path, the old ones retired.
+        self.rekey_after_destruction();
         Ok(ShredOutcome::Shredded(receipt))
     }
 
@@ -560,8 +563,9 @@ impl Vault {
             window: window.map(|w| (w.1, w.2)),
         };
         batch.put_cf(&meta, tomb_key, enc(&tomb, "a tombstone")?);
-        // The path to the destroyed keys gets new key versions at the next purge, so that old
-        // copies of the directory cannot be opened with the live keys (`rekey.rs`).
+        // The path to the destroyed keys gets new key versions by the pass the shred runs once
+        // this batch is durable (or the next open, purge or rekey), so that old copies of the
+        // directory cannot be opened with the live keys (`rekey.rs`).
         let mark_conv = match scope {
             ShredScope::Window { conversation, .. } => conversation.0,
             _ => 0,
@@ -726,6 +730,7 @@ impl Vault {
             self.publish_retention(t, tr);
             out.extend(staged.iter().map(|s| s.receipt.clone()));
             self.forget_staged(t, &staged);
+            self.rekey_after_destruction();
         }
         Ok(out)
     }

@@ -67,6 +67,16 @@ pub struct VaultOptions {
     /// The clock retention is measured against (UTC). Default: [`SystemClock`]; tests use a
     /// [`crate::FakeClock`].
     pub clock: Arc<dyn Clock>,
+    /// Whether every shred and erasure ([`Vault::shred`], [`Vault::erase_user`], queued
+    /// erasures carried out by [`Vault::release_hold`] or at open) re-versions the keys on the
+    /// path to what it destroyed at once ([`Vault::rekey`]), so that no checkpoint, backup or
+    /// copied folder taken before it opens the shredded data again (DESIGN.md §7, "Old
+    /// copies"). Default `true`. The pass costs about one unwrap and one wrap per tenant
+    /// (BENCHMARKS.md, "Key re-versioning") and rotates the root key version in the key
+    /// provider each time. With `false`, destructions only mark their key paths and the next
+    /// [`Vault::purge`] or [`Vault::rekey`] re-versions them all in one pass (for erasing many
+    /// scopes in a row); until then old copies still open them ([`Vault::key_paths_pending`]).
+    pub rekey_after_shred: bool,
 }
 
 impl std::fmt::Debug for VaultOptions {
@@ -76,6 +86,7 @@ impl std::fmt::Debug for VaultOptions {
             .field("key_cache_entries", &self.key_cache_entries)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("block_cache_bytes", &self.block_cache_bytes)
+            .field("rekey_after_shred", &self.rekey_after_shred)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +99,7 @@ impl Default for VaultOptions {
             max_body_bytes: 64 * 1024,
             block_cache_bytes: 64 << 20,
             clock: Arc::new(SystemClock),
+            rekey_after_shred: true,
         }
     }
 }
@@ -160,6 +172,9 @@ pub(crate) struct Inner {
     pub(crate) rekey_generation: AtomicU64,
     /// Held for writing while a re-versioning pass swaps keys (see `rekey.rs`).
     pub(crate) rekey_lock: RwLock<()>,
+    /// The report of the pass the open ran for paths a destruction left marked, until the next
+    /// purge reports it as its own.
+    pub(crate) open_rekey: Mutex<Option<crate::RekeyReport>>,
     /// Held for reading by every write that seals a record (append, edit, delete) from the
     /// moment it picks its key versions until its batch is written; a data-key rotation takes
     /// it for writing once its new versions are in place, so that afterwards no record can
@@ -409,12 +424,14 @@ impl Vault {
     }
 
     /// For a secondary instance: catches up with the primary (RocksDB
-    /// `TryCatchUpWithPrimary`), then reloads retention policies, holds and shred tombstones
-    /// and forgets every cached key and counter, so that reads answer as the primary would
-    /// now (a scope shredded since the open reads as shredded). On a normal handle it does
-    /// nothing.
+    /// `TryCatchUpWithPrimary`), reloads the key provider's root key versions
+    /// ([`KeyProvider::reload`]: a key file the writer rotated at a shred or a purge is read
+    /// again), then reloads retention policies, holds and shred tombstones and forgets every
+    /// cached key and counter, so that reads answer as the primary would now (a scope shredded
+    /// since the open reads as shredded). On a normal handle it does nothing.
     ///
-    /// Errors: [`Error::Storage`] if RocksDB cannot read the primary's MANIFEST or WAL.
+    /// Errors: [`Error::Storage`] if RocksDB cannot read the primary's MANIFEST or WAL;
+    /// [`Error::KeyProvider`] if the key file cannot be read again.
     pub fn catch_up(&self) -> Result<()> {
         let i = &self.inner;
         if i.secondary.is_none() {
@@ -422,6 +439,7 @@ impl Vault {
         }
         i.db.try_catch_up_with_primary()
             .map_err(Error::storage("catching up with the primary"))?;
+        i.provider.reload()?;
         i.cache.remove_where(|_| true);
         i.tenants.write().clear();
         i.convs.write().clear();
@@ -475,6 +493,7 @@ impl Vault {
             tenant_dir_key,
             rekey_generation: AtomicU64::new(0),
             rekey_lock: RwLock::new(()),
+            open_rekey: Mutex::new(None),
             seal_lock: RwLock::new(()),
             cache: KeyCache::new(opts.key_cache_entries),
             tenants: RwLock::new(HashMap::new()),
@@ -511,6 +530,12 @@ impl Vault {
         // WriteBatch, so this finds work only if something else removed a hold): carried out now.
         if let Err(e) = vault.run_queued_erasures() {
             tracing::error!(error = %e, "cannot carry out queued erasures at open; they stay queued");
+        }
+        // A shred whose re-versioning pass did not run (a crash right after the shred, a key
+        // provider that failed): finished now, so old copies stop opening what it destroyed.
+        if vault.inner.opts.rekey_after_shred {
+            let _g = vault.inner.policy_lock.lock();
+            *vault.inner.open_rekey.lock() = vault.rekey_after_destruction();
         }
         tracing::info!(path = %path.display(), "vault opened");
         Ok(vault)

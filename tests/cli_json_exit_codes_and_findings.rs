@@ -295,23 +295,36 @@ fn hold_release_and_read_say_what_happened_to_shredded_messages() {
         .sum();
     assert_eq!(shown + hidden, 1200, "every id is shown or explained");
 
-    // A purge whose root key cannot get new versions warns in the library; the CLI says it in
-    // its error (exit 3) and prints no WARN log line on stderr.
+    // A shred and a purge whose root key cannot get new versions warn in the library; the CLI
+    // says it in its output or error (exit 3) and prints no WARN log line on stderr.
     let text = std::fs::read_to_string(&cli.key).unwrap();
-    let hex = text
+    let entry = text
         .lines()
-        .find_map(|l| l.strip_prefix("1:"))
+        .map(str::trim)
+        .find(|l| !l.starts_with('#') && l.contains(':'))
         .unwrap()
         .to_string();
-    let o = Command::new(env!("CARGO_BIN_EXE_chatvault"))
-        .args(["purge", "--data"])
-        .arg(&cli.data)
-        .env("CHATVAULT_ROOT_KEY", &hex)
-        .env_remove("CHATVAULT_KEY_FILE")
-        .env_remove("CHATVAULT_DATA")
-        .env_remove("CHATVAULT_LOG")
-        .output()
-        .unwrap();
+    let with_env_key = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chatvault"))
+            .args(args)
+            .arg("--data")
+            .arg(&cli.data)
+            .env("CHATVAULT_ROOT_KEY", &entry)
+            .env_remove("CHATVAULT_KEY_FILE")
+            .env_remove("CHATVAULT_DATA")
+            .env_remove("CHATVAULT_LOG")
+            .output()
+            .unwrap()
+    };
+    let o = with_env_key(&["shred", "conversation", "ubuntu", "2011-11-13_02", "--yes"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("old copies:  NOT re-versioned yet"), "{out}");
+    assert!(!err.contains("WARN"), "{err}");
+    let o = with_env_key(&["purge"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.starts_with("error: purge incomplete"), "{err}");
@@ -348,7 +361,7 @@ fn the_retired_root_key_message_covers_expiry_as_well_as_shreds() {
     };
     let m = e.to_string();
     assert!(
-        m.contains("shredded, or days whose every message expired under retention"),
+        m.contains("shredded, erased, or days whose every message expired under retention"),
         "{m}"
     );
 }

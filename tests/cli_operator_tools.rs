@@ -263,16 +263,39 @@ fn checkpoint_and_restore_through_the_cli() {
     );
 }
 
+/// Restoring `cp` into a new directory is refused with exit 6: it needs root key version 1.
+fn assert_restore_refused(cli: &Cli, cp: &std::path::Path) {
+    let target = cli.path("refused");
+    let (_, err) = cli.fails_on(&target, &["restore", cp.to_str().unwrap()], 6);
+    assert!(
+        err.contains("needs root key version 1, which the key file no longer holds (it holds 2)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("re-versioned the keys and retired version 1"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(!target.exists());
+}
+
 #[test]
 fn restore_after_a_shred_never_brings_it_back() {
     let cli = Cli::with_sample();
     let before = cli.path("cp-before-shred");
     cli.ok(&["checkpoint", before.to_str().unwrap()]);
-    cli.ok(&["shred", "tenant", "rust", "--yes"]);
-    let after_shred = cli.path("cp-after-shred");
-    cli.ok(&["checkpoint", after_shred.to_str().unwrap()]);
+    let out = cli.ok(&["shred", "tenant", "rust", "--yes"]);
+    assert!(
+        out.contains("old copies:  keys re-versioned: checkpoints and backups taken before this shred no longer open"),
+        "{out}"
+    );
+    // The shred itself re-versioned the keys: no purge is needed for the checkpoint taken
+    // before it to be refused, with exit 6, saying which root key version it needs and why.
+    assert_restore_refused(&cli, &before);
 
     // Taken after the shred (no purge yet): restores; the tenant stays shredded.
+    let after_shred = cli.path("cp-after-shred");
+    cli.ok(&["checkpoint", after_shred.to_str().unwrap()]);
     let r = cli.path("r-after-shred");
     cli.ok_on(&r, &["restore", after_shred.to_str().unwrap()]);
     let (_, err) = cli.fails_on(&r, &["ls", "rust"], 1);
@@ -281,7 +304,7 @@ fn restore_after_a_shred_never_brings_it_back() {
         .ok_on(&r, &["verify"])
         .contains("everything authenticated"));
 
-    // The purge re-versions keys and retires root key version 1 (--json shape pinned).
+    // The purge has no key path left to re-version (--json shape pinned).
     let j = cli.json(&["purge", "--json"]);
     assert_eq!(
         keys(&j),
@@ -300,7 +323,8 @@ fn restore_after_a_shred_never_brings_it_back() {
         ])
     );
     assert_eq!(j["complete"], Value::Bool(true));
-    assert_eq!(j["rekey"]["retired_root_versions"], serde_json::json!([1]));
+    assert_eq!(j["rekey"], Value::Null);
+    assert_eq!(j["key_paths_pending"], serde_json::json!(0));
     assert_eq!(
         keys(&j["conversations"][0]),
         set(&[
@@ -314,25 +338,8 @@ fn restore_after_a_shred_never_brings_it_back() {
             "epoch_keys_destroyed"
         ])
     );
+    assert_restore_refused(&cli, &before);
 
-    // Both checkpoints from before the purge are refused with exit 6, saying which root key
-    // version they need and why; nothing is written.
-    for cp in [&before, &after_shred] {
-        let target = cli.path("refused");
-        let (_, err) = cli.fails_on(&target, &["restore", cp.to_str().unwrap()], 6);
-        assert!(
-            err.contains(
-                "needs root key version 1, which the key file no longer holds (it holds 2)"
-            ),
-            "{err}"
-        );
-        assert!(
-            err.contains("re-versioned the keys and retired version 1"),
-            "{err}"
-        );
-        assert!(err.contains("nothing was written"), "{err}");
-        assert!(!target.exists());
-    }
     // Taken after the purge: restores, still without the shredded tenant.
     let after = cli.path("cp-after-purge");
     cli.ok(&["checkpoint", after.to_str().unwrap()]);
@@ -343,6 +350,57 @@ fn restore_after_a_shred_never_brings_it_back() {
         "{out}"
     );
     assert_eq!(cli.ok_on(&r, &["ls"]), "ubuntu\t1 conversation\n");
+}
+
+/// With the root key in CHATVAULT_ROOT_KEY (which cannot get new versions), `shred` destroys
+/// the keys and says that old copies still open what it destroyed, in text and in --json.
+#[test]
+fn shred_says_when_old_copies_stay_exposed() {
+    let cli = Cli::with_sample();
+    // The key file's `VERSION:HEX` lines, as CHATVAULT_ROOT_KEY takes them.
+    let text = std::fs::read_to_string(&cli.key).unwrap();
+    let env_value: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && l.contains(':'))
+        .collect();
+    assert_eq!(env_value.len(), 1, "{text}");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_chatvault"))
+            .args(args)
+            .arg("--data")
+            .arg(&cli.data)
+            .env("CHATVAULT_ROOT_KEY", env_value[0])
+            .env_remove("CHATVAULT_KEY_FILE")
+            .env_remove("CHATVAULT_DATA")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let out = run(&["shred", "user", "ubuntu", "elgaton", "--yes"]);
+    assert!(
+        out.contains("old copies:  NOT re-versioned yet (1 key path(s) pending): a checkpoint or backup taken before this shred still opens what it destroyed"),
+        "{out}"
+    );
+    let j: Value = serde_json::from_str(&run(&[
+        "shred",
+        "conversation",
+        "rust",
+        "rust.0",
+        "--yes",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(j["outcome"], "shredded");
+    assert_eq!(j["key_paths_pending"], serde_json::json!(2));
+    assert_eq!(j["old_copies_reversioned"], Value::Bool(false));
+    // With the key file, the next command's open re-versions both paths.
+    let j = cli.json(&["stats", "--json"]);
+    assert_eq!(
+        j["keys"]["key_paths_pending_reversioning"],
+        serde_json::json!(0)
+    );
 }
 
 #[test]

@@ -139,13 +139,17 @@ fn secondary_reads_beside_the_writer_catches_up_and_never_writes() {
         },
     )
     .unwrap();
+    // The shred re-versioned its key path: the key file now holds root key version 2 only,
+    // and the secondary reads it again when it catches up.
+    assert_eq!(provider(&key).versions(), vec![2]);
     sec.catch_up().unwrap();
     assert!(matches!(sec.get(t, c, 51), Err(Error::Shredded { .. })));
     assert_eq!(sec.get(t, c, 1).unwrap().body, "m0");
     // Stats and key stats read on a secondary.
     let ks = sec.key_stats().unwrap();
     assert_eq!(ks.shred_tombstones, 1);
-    assert_eq!(ks.key_paths_pending_reversioning, 1);
+    assert_eq!(ks.key_paths_pending_reversioning, 0);
+    assert_eq!(ks.root_key_version, 2);
     assert!(sec.stats().unwrap().column_families.len() == 5);
 }
 
@@ -192,15 +196,17 @@ fn key_stats_count_keys_and_records_under_current_versions() {
     let s = v.key_stats().unwrap();
     let ts = &s.tenants[&f.t];
     assert_eq!((ts.records, ts.current, ts.key_destroyed), (10, 9, 1));
+    // The shred re-versioned its path at once: the tenant KEK is under root v2 already.
     assert_eq!(
         (
             s.epoch_keys,
             s.shred_tombstones,
-            s.key_paths_pending_reversioning
+            s.key_paths_pending_reversioning,
+            s.root_key_version
         ),
-        (9, 1, 1)
+        (9, 1, 0, 2)
     );
-    // Purge: the record leaves, the path is re-versioned, the tenant KEK is under root v2.
+    // Purge: the record leaves.
     assert!(v.purge(PurgeOptions::default()).unwrap().complete);
     let s = v.key_stats().unwrap();
     assert_eq!(s.tenants[&f.t].records, 9);
@@ -316,8 +322,30 @@ fn restore_checks_the_checkpoint_the_target_and_the_key() {
     assert!(!dir.path().join(".r2.chatvault-restore").exists());
 }
 
+/// `RootKeyVersionRetired` for version 1 with version 2 held, and nothing written.
+fn assert_refused_needing_v1(
+    cp: &std::path::Path,
+    target: &std::path::Path,
+    key: &std::path::Path,
+) {
+    let e = Vault::restore(cp, target, provider(key), VaultOptions::default()).unwrap_err();
+    match &e {
+        Error::RootKeyVersionRetired { needed, held, .. } => {
+            assert_eq!((*needed, held.as_str()), (1, "2"));
+        }
+        e => panic!("expected RootKeyVersionRetired, got {e:?}"),
+    }
+    let msg = e.to_string();
+    assert!(msg.contains("needs root key version 1"), "{msg}");
+    assert!(
+        msg.contains("key file kept from the time of the copy"),
+        "{msg}"
+    );
+    assert!(!target.exists());
+}
+
 #[test]
-fn restore_never_brings_shredded_data_back_once_a_purge_ran() {
+fn restore_never_brings_shredded_data_back() {
     let (dir, v, key) = vault_with_key_file();
     let f = common::fixture(&v, "acme", Default::default());
     let secret = v
@@ -327,13 +355,20 @@ fn restore_never_brings_shredded_data_back_once_a_purge_ran() {
         .unwrap();
     let cp_before = dir.path().join("cp-before");
     v.checkpoint(&cp_before).unwrap();
+    // The shred re-versions its key path at once: root key version 1 is retired before the
+    // call returns, and nothing waits for a purge.
     v.shred(f.t, Actor::operator(), ShredScope::Conversation(f.c))
         .unwrap();
+    assert_eq!(v.key_paths_pending().unwrap(), 0);
+    assert_eq!(provider(&key).versions(), vec![2]);
+
+    // Before any purge, the checkpoint taken before the shred is refused, naming the version
+    // it needs.
+    assert_refused_needing_v1(&cp_before, &dir.path().join("refused"), &key);
+
+    // The checkpoint taken after the shred restores, and the conversation stays shredded in it.
     let cp_after_shred = dir.path().join("cp-after-shred");
     v.checkpoint(&cp_after_shred).unwrap();
-
-    // After the shred, before any purge: the checkpoint taken after the shred restores, and the
-    // conversation stays shredded in it.
     let r = dir.path().join("r-after-shred");
     Vault::restore(&cp_after_shred, &r, provider(&key), VaultOptions::default()).unwrap();
     {
@@ -345,29 +380,12 @@ fn restore_never_brings_shredded_data_back_once_a_purge_ran() {
         assert!(w.verify().unwrap().is_ok());
     }
 
-    // The purge re-versions the key path and retires root key version 1.
+    // The purge has no key path left to re-version; it removes the records and still
+    // verifies by its byte scan that the versions the shred's pass replaced are gone.
     let p = v.purge(PurgeOptions::default()).unwrap();
-    assert!(p.complete);
-    assert_eq!(p.rekey.as_ref().unwrap().retired_root_versions, vec![1]);
-
-    // Both checkpoints taken before the purge are now refused, naming the version they need.
-    for cp in [&cp_before, &cp_after_shred] {
-        let target = dir.path().join("refused");
-        let e = Vault::restore(cp, &target, provider(&key), VaultOptions::default()).unwrap_err();
-        match &e {
-            Error::RootKeyVersionRetired { needed, held, .. } => {
-                assert_eq!((*needed, held.as_str()), (1, "2"));
-            }
-            e => panic!("expected RootKeyVersionRetired, got {e:?}"),
-        }
-        let msg = e.to_string();
-        assert!(msg.contains("needs root key version 1"), "{msg}");
-        assert!(
-            msg.contains("key file kept from the time of the copy"),
-            "{msg}"
-        );
-        assert!(!target.exists());
-    }
+    assert!(p.complete, "{p:?}");
+    assert!(p.rekey.is_none(), "{:?}", p.rekey);
+    assert_refused_needing_v1(&cp_before, &dir.path().join("refused"), &key);
 
     // A checkpoint taken after the purge restores, still shredded.
     let cp_after = dir.path().join("cp-after-purge");
@@ -382,12 +400,73 @@ fn restore_never_brings_shredded_data_back_once_a_purge_ran() {
     ));
 }
 
-/// The documented limit (DESIGN.md §7, "Restoring a checkpoint"): a checkpoint taken before a
-/// shred, restored before any purge has re-versioned the keys, still holds the destroyed keys
-/// and opens with the key file. Purge promptly after shredding.
+/// An erasure, and an erasure queued under a legal hold and carried out by the hold's release,
+/// re-version their key paths like a shred: a checkpoint taken before either is refused.
 #[test]
-fn limit_restore_before_any_purge_brings_back_what_was_shredded_after_the_checkpoint() {
+fn restore_never_brings_back_an_erasure_or_a_queued_erasure() {
     let (dir, v, key) = vault_with_key_file();
+    let f = common::fixture(&v, "acme", Default::default());
+    for (who, at, body) in [(f.alice, T0, "alice's"), (f.bob, T0 + 1, "bob's")] {
+        v.append(f.t, f.c, NewMessage::text(who, at, body))
+            .unwrap()
+            .stored()
+            .unwrap();
+    }
+    let cp1 = dir.path().join("cp1");
+    v.checkpoint(&cp1).unwrap();
+    v.erase_user(f.t, Actor::operator(), f.alice).unwrap();
+    assert_eq!(v.key_paths_pending().unwrap(), 0);
+    assert_refused_needing_v1(&cp1, &dir.path().join("refused1"), &key);
+
+    // Root key version 2 now; a hold queues bob's erasure, its release carries it out.
+    let hold = v
+        .place_hold(
+            f.t,
+            Actor::operator(),
+            chatvault::HoldScope::Custodian(f.bob),
+            "case 7",
+        )
+        .unwrap()
+        .id;
+    let cp2 = dir.path().join("cp2");
+    v.checkpoint(&cp2).unwrap();
+    let queued = v
+        .shred_or_queue(f.t, Actor::operator(), ShredScope::User(f.bob))
+        .unwrap();
+    assert!(matches!(queued, chatvault::ShredOutcome::Queued(_)));
+    let done = v
+        .release_hold_with_receipts(f.t, Actor::operator(), hold)
+        .unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(v.key_paths_pending().unwrap(), 0);
+    assert_eq!(provider(&key).versions(), vec![3]);
+    let e = Vault::restore(
+        &cp2,
+        &dir.path().join("refused2"),
+        provider(&key),
+        VaultOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::RootKeyVersionRetired { needed: 2, .. }),
+        "{e:?}"
+    );
+}
+
+/// With `rekey_after_shred: false` (erasing many scopes in a row, one pass at the end), a
+/// checkpoint taken before a shred still opens the shredded data until a pass runs: the
+/// window DESIGN.md §7 documents. `Vault::key_paths_pending` says so; `Vault::rekey` closes
+/// it, and so does the next open of the vault with the option on (as after a crash between
+/// a shred and its pass).
+#[test]
+fn with_rekey_after_shred_off_old_copies_open_until_a_pass_runs() {
+    let (dir, v, key) = vault_with_key_file();
+    drop(v);
+    let off = VaultOptions {
+        rekey_after_shred: false,
+        ..VaultOptions::default()
+    };
+    let v = Vault::open(dir.path().join("data"), provider(&key), off).unwrap();
     let f = common::fixture(&v, "acme", Default::default());
     let id = v
         .append(f.t, f.c, NewMessage::text(f.alice, T0, "before"))
@@ -398,8 +477,41 @@ fn limit_restore_before_any_purge_brings_back_what_was_shredded_after_the_checkp
     v.checkpoint(&cp).unwrap();
     v.shred(f.t, Actor::operator(), ShredScope::Conversation(f.c))
         .unwrap();
+    assert_eq!(v.key_paths_pending().unwrap(), 1);
     let r = dir.path().join("r");
-    Vault::restore(&cp, &r, provider(&key), VaultOptions::default()).unwrap();
-    let w = Vault::open(&r, provider(&key), VaultOptions::default()).unwrap();
-    assert_eq!(w.get(f.t, f.c, id).unwrap().body, "before");
+    Vault::restore(
+        &cp,
+        &r,
+        provider(&key),
+        VaultOptions {
+            rekey_after_shred: false,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    {
+        let w = Vault::open(
+            &r,
+            provider(&key),
+            VaultOptions {
+                rekey_after_shred: false,
+                ..VaultOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(w.get(f.t, f.c, id).unwrap().body, "before");
+    }
+    std::fs::remove_dir_all(&r).unwrap();
+
+    // Reopened with the default options: the open runs the pass the shred did not.
+    drop(v);
+    let v = Vault::open(
+        dir.path().join("data"),
+        provider(&key),
+        VaultOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(v.key_paths_pending().unwrap(), 0);
+    assert_refused_needing_v1(&cp, &r, &key);
+    drop(v);
 }

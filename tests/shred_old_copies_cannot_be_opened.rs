@@ -4,9 +4,11 @@
 //!
 //! The attack: start from the current key file and every key the live vault can unwrap, then
 //! unwrap everything possible from the old copy's `keys` column family, to a fixpoint (each key
-//! recovered from the old copy is tried as a parent too). Before the purge the attack recovers
-//! the shredded keys (the test shows that it works); after the purge it recovers none of them,
-//! and the old copy does not even open with the current key file.
+//! recovered from the old copy is tried as a parent too). Each shred re-versions its key path
+//! before it returns, so right after the shred the attack recovers none of the shredded keys and
+//! the old copy does not even open with the current key file. With that turned off
+//! (`VaultOptions::rekey_after_shred: false`, shreds in bulk), the attack works until the next
+//! pass (the test shows that it can succeed), and the purge's pass closes it.
 
 mod common;
 
@@ -88,6 +90,126 @@ fn key_file_provider(path: &Path) -> Arc<StaticKeyProvider> {
     Arc::new(StaticKeyProvider::from_file(path).unwrap())
 }
 
+/// Shreds in bulk: the option off, one pass at the purge.
+fn bulk() -> VaultOptions {
+    VaultOptions {
+        rekey_after_shred: false,
+        ..VaultOptions::default()
+    }
+}
+
+#[test]
+fn right_after_a_shred_an_old_copy_opens_nothing_it_destroyed() {
+    let d = tempfile::tempdir().unwrap();
+    let key_file = d.path().join("root.key");
+    let data = d.path().join("data");
+    let old = d.path().join("old-copy");
+    let p = Arc::new(StaticKeyProvider::create_key_file(&key_file).unwrap());
+    let v = Vault::create(&data, p.clone(), VaultOptions::default()).unwrap();
+    let f = common::fixture(&v, "acme", TenantOptions::default());
+    let mallory = v
+        .create_user(f.t, "mallory", chatvault::UserProfile::default())
+        .unwrap();
+    v.add_member(f.t, f.c, mallory, D1).unwrap();
+    for (who, day) in [(f.alice, D1), (mallory, D1), (f.bob, D2)] {
+        v.append(f.t, f.c, NewMessage::text(who, day + 1, "x"))
+            .unwrap()
+            .stored()
+            .unwrap();
+    }
+    let keep = common::fixture(&v, "initech", TenantOptions::default());
+    let kept = v
+        .append(keep.t, keep.c, NewMessage::text(keep.bob, D2, "kept"))
+        .unwrap()
+        .stored()
+        .unwrap();
+    drop(v);
+    copy_dir(&data, &old);
+    let old_keys = wrapped_keys(&old);
+
+    let v = Vault::open(&data, p.clone(), VaultOptions::default()).unwrap();
+    v.shred(f.t, Actor::operator(), ShredScope::User(mallory))
+        .unwrap();
+    v.shred(
+        f.t,
+        Actor::operator(),
+        ShredScope::Window {
+            conversation: f.c,
+            at_ms: D1,
+        },
+    )
+    .unwrap();
+    // No purge: the shreds themselves re-versioned their paths.
+    assert_eq!(v.key_paths_pending().unwrap(), 0);
+    assert_eq!(
+        p.versions(),
+        vec![3],
+        "one pass per shred, old versions retired"
+    );
+    assert_eq!(v.get(keep.t, keep.c, kept).unwrap().body, "kept");
+    drop(v);
+
+    let t8 = f.t.as_u64().to_be_bytes();
+    let destroyed: Vec<Vec<u8>> = old_keys
+        .keys()
+        .filter(|k| {
+            k[1..9] == t8
+                && ((k[0] == 0x04 && k[9..17] == mallory.as_u64().to_be_bytes())
+                    || (k[0] == 0x03
+                        && k[9..17] == f.c.as_u64().to_be_bytes()
+                        && k[17..21] == ((D1 / DAY) as u32).to_be_bytes()))
+        })
+        .cloned()
+        .collect();
+    assert_eq!(destroyed.len(), 2, "mallory's key and day 1's key");
+    assert!(matches!(
+        Vault::open(&old, key_file_provider(&key_file), VaultOptions::default()),
+        Err(Error::WrongRootKey { .. })
+    ));
+    let live = attack(p.as_ref(), &[], &wrapped_keys(&data));
+    let live_keys: Vec<SecretKey> = live.values().cloned().collect();
+    let after = attack(p.as_ref(), &live_keys, &old_keys);
+    let exposed: Vec<String> = destroyed
+        .iter()
+        .filter(|k| after.contains_key(*k))
+        .map(hex::encode)
+        .collect();
+    assert!(
+        exposed.is_empty(),
+        "recovered from the old copy: {exposed:?}"
+    );
+
+    // The purge removes from every file what the shreds' passes replaced (the old versions of
+    // acme's KEK and conversation key, as the old copy holds them) and the destroyed keys.
+    let v = Vault::open(&data, p.clone(), VaultOptions::default()).unwrap();
+    let r = v.purge(PurgeOptions::default()).unwrap();
+    assert!(r.complete, "{r:?}");
+    drop(v);
+    let replaced: Vec<&Vec<u8>> = old_keys
+        .iter()
+        .filter(|(k, _)| k[1..9] == t8 && (k[0] == 0x01 || k[0] == 0x02))
+        .map(|(_, v)| v)
+        .chain(destroyed.iter().map(|k| &old_keys[k]))
+        .collect();
+    assert_eq!(
+        replaced.len(),
+        4,
+        "KEK v1, conversation key v1, the 2 destroyed keys"
+    );
+    for e in std::fs::read_dir(&data).unwrap() {
+        let path = e.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for old_value in &replaced {
+            let tag = &old_value[old_value.len() - 16..];
+            assert!(
+                !bytes.windows(16).any(|w| w == tag),
+                "{} still holds an old wrapped key",
+                path.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn an_old_copy_cannot_open_shredded_data_with_every_live_key() {
     let d = tempfile::tempdir().unwrap();
@@ -95,7 +217,7 @@ fn an_old_copy_cannot_open_shredded_data_with_every_live_key() {
     let data = d.path().join("data");
     let old = d.path().join("old-copy");
     let p = Arc::new(StaticKeyProvider::create_key_file(&key_file).unwrap());
-    let v = Vault::create(&data, p, VaultOptions::default()).unwrap();
+    let v = Vault::create(&data, p, bulk()).unwrap();
 
     // acme: conversation x (shredded whole), y (day 1 shredded, day 2 kept), z (kept), user
     // mallory (shredded); globex: shredded whole; initech: untouched.
@@ -153,7 +275,7 @@ fn an_old_copy_cannot_open_shredded_data_with_every_live_key() {
     let old_keys = wrapped_keys(&old);
 
     let p = key_file_provider(&key_file);
-    let v = Vault::open(&data, p.clone(), VaultOptions::default()).unwrap();
+    let v = Vault::open(&data, p.clone(), bulk()).unwrap();
     let admin = Actor::operator();
     v.shred(acme.t, admin, ShredScope::Conversation(x)).unwrap();
     v.shred(
@@ -211,7 +333,7 @@ fn an_old_copy_cannot_open_shredded_data_with_every_live_key() {
     );
 
     // The purge re-versions the key paths and retires the old root key version.
-    let v = Vault::open(&data, p.clone(), VaultOptions::default()).unwrap();
+    let v = Vault::open(&data, p.clone(), bulk()).unwrap();
     let versions_before = p.versions();
     let report = v.purge(PurgeOptions::default()).unwrap();
     assert!(report.complete, "{report:?}");
@@ -286,8 +408,9 @@ fn an_old_copy_cannot_open_shredded_data_with_every_live_key() {
 
 /// A root key the application holds (`StaticKeyProvider::single` / `parse`) is never given a new
 /// version behind its back (the new version would be lost at exit, and the vault with it): the
-/// purge removes the records but says old copies stay exposed, and keeps the marks; the same
-/// vault opened with its key file later is re-versioned by the next purge.
+/// shred leaves its path marked, the purge removes the records but says old copies stay
+/// exposed, and keeps the marks; the same vault opened with its key file later is re-versioned
+/// at open.
 #[test]
 fn a_root_key_the_application_holds_is_never_rotated_behind_its_back() {
     let d = tempfile::tempdir().unwrap();
@@ -309,6 +432,7 @@ fn a_root_key_the_application_holds_is_never_rotated_behind_its_back() {
         .unwrap();
     v.shred(f.t, Actor::operator(), ShredScope::User(f.bob))
         .unwrap();
+    assert_eq!(v.key_paths_pending().unwrap(), 1);
     let r = v.purge(PurgeOptions::default()).unwrap();
     assert!(!r.complete && r.rekey.is_none(), "{r:?}");
     assert!(
@@ -323,11 +447,13 @@ fn a_root_key_the_application_holds_is_never_rotated_behind_its_back() {
     let v = Vault::open(&data, fixed(), VaultOptions::default()).unwrap();
     assert_eq!(v.get(f.t, f.c, kept).unwrap().body, "kept");
     drop(v);
-    // With the key file, the next purge re-versions the pending path.
+    // With the key file, the next open re-versions the pending path.
     let p = key_file_provider(&key_file);
     let v = Vault::open(&data, p.clone(), VaultOptions::default()).unwrap();
+    assert_eq!(v.key_paths_pending().unwrap(), 0);
+    assert_eq!(p.versions(), vec![2]);
+    // The purge reports the pass the open ran for it.
     let r = v.purge(PurgeOptions::default()).unwrap();
     assert!(r.complete && r.rekey.is_some(), "{r:?}");
-    assert_eq!(p.versions(), vec![2]);
     assert_eq!(v.get(f.t, f.c, kept).unwrap().body, "kept");
 }

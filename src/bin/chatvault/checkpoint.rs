@@ -70,9 +70,9 @@ pub fn checkpoint(args: &CheckpointArgs, out: &mut impl Write) -> anyhow::Result
     writeln!(
         out,
         "checkpoint written to {} in {ms} ms: a consistent copy of the vault (root key version \
-         {root}). It opens with this key file until a purge re-versions keys (after a shred or \
-         expired days); keep a copy of the key file with it if it must stay restorable \
-         (DESIGN.md §7)",
+         {root}). It opens with this key file until the next shred or erasure (or a purge that \
+         destroys expired days' keys) re-versions keys; keep a copy of the key file with it if \
+         it must stay restorable (DESIGN.md §7)",
         args.dir.display()
     )?;
     Ok(())

@@ -183,6 +183,11 @@ fn release(a: &ReleaseArgs, out: &mut impl Write) -> anyhow::Result<()> {
         }
         writeln!(
             out,
+            "old copies: {}",
+            crate::shred::old_copies_text(v.key_paths_pending()?)
+        )?;
+        writeln!(
+            out,
             "run `chatvault purge` to remove the shredded records from every data file"
         )?;
     }

@@ -136,7 +136,11 @@ fn print_report(v: &Vault, r: &PurgeReport, out: &mut impl Write) -> anyhow::Res
         ("removed", "destroyed")
     };
     if r.conversations.is_empty() {
-        writeln!(out, "nothing has expired: nothing to purge")?;
+        if r.rekey.is_some() || r.key_paths_pending > 0 {
+            writeln!(out, "no expired or shredded record left to remove")?;
+        } else {
+            writeln!(out, "nothing has expired: nothing to purge")?;
+        }
     }
     for c in &r.conversations {
         let tenant = tenants

@@ -75,7 +75,10 @@ pub struct ShredOpts {
     /// hold over it is released) instead of failing with exit code 4.
     #[arg(long)]
     queue_if_held: bool,
-    /// Print the receipt as one JSON object.
+    /// Print the receipt as one JSON object: {"outcome": "shredded", "seq", "tenant", "scope",
+    /// "at_ms", "at", "key_ranges", "queued", "head", "key_paths_pending",
+    /// "old_copies_reversioned"} or {"outcome": "queued", "seq", "tenant", "scope", "at_ms",
+    /// "at", "held_by", "head"}.
     #[arg(long)]
     json: bool,
 }
@@ -175,10 +178,11 @@ pub fn run(cmd: ShredCommand, out: &mut impl Write) -> anyhow::Result<()> {
     match outcome {
         ShredOutcome::Shredded(r) => {
             tracing::info!(tenant = %tenant_name, ?scope, seq = r.seq, "shredded");
+            let pending = v.key_paths_pending()?;
             if opts.json {
-                writeln!(out, "{}", shredded_json(&r, &head))?;
+                writeln!(out, "{}", shredded_json(&r, &head, pending))?;
             } else {
-                print_shredded(out, &what, &r, &head)?;
+                print_shredded(out, &what, &r, &head, pending)?;
             }
         }
         ShredOutcome::Queued(q) => {
@@ -198,6 +202,7 @@ pub(crate) fn print_shredded(
     what: &str,
     r: &ShredReceipt,
     head: &str,
+    key_paths_pending: u64,
 ) -> anyhow::Result<()> {
     writeln!(
         out,
@@ -211,12 +216,29 @@ pub(crate) fn print_shredded(
     )?;
     writeln!(out, "  key ranges:  {}", r.key_ranges.join(", "))?;
     writeln!(out, "  chain head:  {head}")?;
+    writeln!(out, "  old copies:  {}", old_copies_text(key_paths_pending))?;
     writeln!(
         out,
         "keep the chain head: `chatvault receipts verify --head {head}` detects receipts removed \
          later. `chatvault purge` removes the shredded records from disk and records it"
     )?;
     Ok(())
+}
+
+/// What a shred's key re-versioning pass means for checkpoints and backups taken before it.
+pub(crate) fn old_copies_text(key_paths_pending: u64) -> String {
+    if key_paths_pending == 0 {
+        "keys re-versioned: checkpoints and backups taken before this shred no longer open \
+         with the key file (its old root key version is retired; back up the key file again)"
+            .into()
+    } else {
+        format!(
+            "NOT re-versioned yet ({key_paths_pending} key path(s) pending): a checkpoint or \
+             backup taken before this shred still opens what it destroyed. Run `chatvault \
+             purge` with the key file (a root key from CHATVAULT_ROOT_KEY cannot get new \
+             versions; see the log for why the pass did not run)"
+        )
+    }
 }
 
 pub(crate) fn print_queued(
@@ -249,9 +271,9 @@ pub(crate) fn print_queued(
     Ok(())
 }
 
-pub(crate) fn shredded_json(r: &ShredReceipt, head: &str) -> String {
+pub(crate) fn shredded_json(r: &ShredReceipt, head: &str, key_paths_pending: u64) -> String {
     format!(
-        r#"{{"outcome":"shredded","seq":{},"tenant":{},"scope":{},"at_ms":{},"at":{},"key_ranges":{},"queued":{},"head":{}}}"#,
+        r#"{{"outcome":"shredded","seq":{},"tenant":{},"scope":{},"at_ms":{},"at":{},"key_ranges":{},"queued":{},"head":{},"key_paths_pending":{},"old_copies_reversioned":{}}}"#,
         r.seq,
         r.tenant.as_u64(),
         scope_json(&r.scope),
@@ -261,7 +283,9 @@ pub(crate) fn shredded_json(r: &ShredReceipt, head: &str) -> String {
         r.queued
             .map(|q| q.to_string())
             .unwrap_or_else(|| "null".into()),
-        json_str(head)
+        json_str(head),
+        key_paths_pending,
+        key_paths_pending == 0
     )
 }
 

@@ -160,9 +160,15 @@ pub fn run(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "shreds: {}, {} pending re-versioning (next purge), {}",
+        "shreds: {}, {} pending re-versioning{}, {}",
         plural(ks.shred_tombstones, "tombstone"),
         plural(ks.key_paths_pending_reversioning, "key path"),
+        if ks.key_paths_pending_reversioning > 0 {
+            " (copies taken before those shreds still open them: `chatvault purge` with the \
+             key file)"
+        } else {
+            ""
+        },
         plural(ks.queued_erasures, "queued erasure"),
     )?;
     if ks.data_key_rotations_pending > 0 {

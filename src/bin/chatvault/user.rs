@@ -374,10 +374,11 @@ pub fn run(cmd: UserCommand, out: &mut impl Write) -> anyhow::Result<()> {
             let head = v.receipts_head().map(|h| h.to_string()).unwrap_or_default();
             match outcome {
                 ShredOutcome::Shredded(r) => {
+                    let pending = v.key_paths_pending()?;
                     if json {
-                        writeln!(out, "{}", shredded_json(&r, &head))?;
+                        writeln!(out, "{}", shredded_json(&r, &head, pending))?;
                     } else {
-                        print_shredded(out, &what, &r, &head)?;
+                        print_shredded(out, &what, &r, &head, pending)?;
                     }
                 }
                 ShredOutcome::Queued(q) => {
