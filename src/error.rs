@@ -310,6 +310,16 @@ fn consent_message(
     user: Option<crate::model::UserId>,
     reason: crate::consent::ConsentMissing,
 ) -> String {
+    if user.is_none() && scope.is_personal() {
+        // Only the registry can refuse a personal scope without naming a user: the extension
+        // was registered without it.
+        return format!(
+            "consent required: extension {extension} of tenant {tenant} does not ask for \
+             {scope}, a personal scope that users grant: register the extension with this scope \
+             first (`Vault::register_extension`, `chatvault extension register --scope {scope}`), \
+             then the user grants it (`chatvault consent grant`)"
+        );
+    }
     let whom = match user {
         Some(u) => format!("user {u}"),
         None => "the organisation".into(),

@@ -106,7 +106,10 @@ impl Vault {
                 Ok(()) => {}
                 Err(e @ Error::Storage { .. }) => r.failures.push(VerifyFailure {
                     what: format!("column family {name}"),
-                    error: format!("{e}; what follows the damage in it was not checked"),
+                    error: format!(
+                        "{}; what follows the damage in it was not checked",
+                        failure_text(&e)
+                    ),
                 }),
                 Err(e) => return Err(e),
             }
@@ -140,7 +143,7 @@ impl Vault {
                         ) if i.get(cf::KEYS, k)?.is_none() => {}
                         Err(e) => r.failures.push(VerifyFailure {
                             what: what(),
-                            error: e.to_string(),
+                            error: failure_text(&e),
                         }),
                     },
                 }
@@ -173,7 +176,7 @@ impl Vault {
                         }
                         Err(e) => r.failures.push(VerifyFailure {
                             what: format!("metadata {}", hex::encode(k)),
-                            error: e.to_string(),
+                            error: failure_text(&e),
                         }),
                     }
                 }
@@ -253,7 +256,7 @@ impl Vault {
                 Err(Error::Shredded { .. }) => r.meta_shredded += 1,
                 Err(e) => r.failures.push(VerifyFailure {
                     what: what(),
-                    error: e.to_string(),
+                    error: failure_text(&e),
                 }),
             }
             it.next();
@@ -347,7 +350,7 @@ impl Vault {
                     counts.failed += 1;
                     r.failures.push(VerifyFailure {
                         what,
-                        error: e.to_string(),
+                        error: failure_text(&e),
                     });
                 }
             }
@@ -424,4 +427,13 @@ fn key_id(k: &[u8]) -> Option<KeyId> {
         },
         _ => return None,
     })
+}
+
+/// A failure's text for the report: the typed error's message, without the advice to run
+/// `chatvault verify` that a corrupt record's error gives elsewhere (this is that run).
+fn failure_text(e: &Error) -> String {
+    match e {
+        Error::Corrupt { what, detail } => format!("corrupt {what}: {detail}"),
+        e => e.to_string(),
+    }
 }

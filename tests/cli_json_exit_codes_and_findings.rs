@@ -421,3 +421,90 @@ fn every_command_documents_its_exit_codes_including_8() {
         assert!(help.contains(code), "{code}:\n{help}");
     }
 }
+
+/// Fresh-eyes findings of session 3, fixed: a failure under --json is also a JSON object on
+/// stdout; an empty CHATVAULT_KEY_FILE counts as unset; no root key at all is bad usage (exit
+/// 2, as for `init`); a queued erasure names the hold to release.
+#[test]
+fn json_failures_empty_key_file_variable_and_missing_key() {
+    let cli = Cli::with_sample();
+    // A failure under --json: the text on stderr, and {"error", "exit_code"} on stdout.
+    let o = cli.run(&["ls", "nosuchtenant", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let err = String::from_utf8(o.stderr).unwrap();
+    let j: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(keys(&j), set(&["error", "exit_code"]));
+    assert_eq!(j["exit_code"], 1);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        err.contains(j["error"].as_str().unwrap()),
+        "the same message: {err} / {j}"
+    );
+    // Without --json, stdout stays empty.
+    let o = cli.run(&["ls", "nosuchtenant"]);
+    assert!(o.stdout.is_empty());
+
+    let text = std::fs::read_to_string(&cli.key).unwrap();
+    let entry = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.starts_with('#') && l.contains(':'))
+        .unwrap()
+        .to_string();
+    let bare = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_chatvault"));
+        c.args(args)
+            .arg("--data")
+            .arg(&cli.data)
+            .env_remove("CHATVAULT_ROOT_KEY")
+            .env_remove("CHATVAULT_KEY_FILE")
+            .env_remove("CHATVAULT_DATA");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // CHATVAULT_KEY_FILE="" beside CHATVAULT_ROOT_KEY: no "both are given" error.
+    let o = bare(
+        &[("CHATVAULT_KEY_FILE", ""), ("CHATVAULT_ROOT_KEY", &entry)],
+        &["ls"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    // No key at all: exit 2 (bad usage), saying how to give one.
+    let o = bare(&[("CHATVAULT_KEY_FILE", "")], &["ls"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no root key: pass --key-file FILE"));
+
+    // A queued erasure names the command that releases its hold.
+    let hold = json(
+        &cli,
+        &[
+            "hold",
+            "add",
+            "rust",
+            "--custodian",
+            "talchas",
+            "--reason",
+            "case",
+            "--json",
+        ],
+    );
+    let id = hold["id"].as_u64().unwrap();
+    let out = cli.ok(&[
+        "shred",
+        "user",
+        "rust",
+        "talchas",
+        "--yes",
+        "--queue-if-held",
+    ]);
+    assert!(
+        out.contains(&format!(
+            "legal hold {id} covers it, so nothing is destroyed yet; it is carried out when \
+             that hold is released (`chatvault hold release rust {id}`)"
+        )),
+        "{out}"
+    );
+}

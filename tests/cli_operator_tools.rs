@@ -480,7 +480,7 @@ fn stats_verify_rotate_and_compact_output() {
         "{text}"
     );
     assert!(
-        text.contains("key versions rust: 1200 of 1200 records sealed under the current key versions (100.0%)"),
+        text.contains("key versions rust: 1200 of 1200 readable records sealed under the current key versions (100.0%)"),
         "{text}"
     );
     assert!(text.contains("live(est)   dead(est)"), "{text}");

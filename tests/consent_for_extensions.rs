@@ -548,3 +548,35 @@ fn grants_and_the_registry_survive_tenant_kek_and_data_key_rotation() {
         (ConsentScope::ReadMessages, _)
     ));
 }
+
+/// An extension registered without a personal scope is refused it with a message that says so
+/// (register it with the scope, then the user grants it), not one asking for the
+/// organisation's consent, which personal scopes never take; a user's missing grant names the
+/// user.
+#[test]
+fn a_personal_scope_the_extension_does_not_ask_for_is_refused_with_the_right_advice() {
+    let (_d, v, _p, _clock) = new_vault_with_clock(T0);
+    let f = fixture(&v, "acme", TenantOptions::default());
+    let _ = v
+        .append(f.t, f.c, NewMessage::text(f.alice, T0, "hello"))
+        .unwrap();
+    let mut s = spec(None);
+    s.scopes = [ConsentScope::ReadMessages].into_iter().collect();
+    v.register_extension(f.t, Actor::operator(), &s, &[], &GrantOptions::default())
+        .unwrap();
+    let x = v.extension(f.t, EXT).unwrap();
+    let e = x.profile(f.alice).unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("does not ask for read-profile, a personal scope that users grant"),
+        "{m}"
+    );
+    assert!(!m.contains("organisation"), "{m}");
+    v.set_extension_conversation(f.t, Actor::operator(), EXT, f.c, true)
+        .unwrap();
+    let m = x.message(f.c, 1).unwrap_err().to_string();
+    assert!(
+        m.contains(&format!("needs user {}'s consent", f.alice)),
+        "{m}"
+    );
+}

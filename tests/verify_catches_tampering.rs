@@ -111,6 +111,10 @@ fn a_flipped_bit_a_missing_index_entry_and_a_tampered_key_are_each_caught() {
         let last = val.len() - 20;
         val[last] ^= 0x01;
         db.put_cf(mcf, &k, &val).unwrap();
+        // Message 1's current record cut short: corrupt, not just unauthentic.
+        let k1 = chatvault::codec::message_key(t, c, 1);
+        let val = db.get_cf(mcf, &k1).unwrap().unwrap();
+        db.put_cf(mcf, &k1, &val[..10]).unwrap();
         // Message 3's time-index entry removed.
         let icf = db.cf_handle(chatvault::cf::TIME_INDEX).unwrap();
         db.delete_cf(icf, chatvault::codec::time_key(t, c, D1 + 2, 3))
@@ -141,6 +145,18 @@ fn a_flipped_bit_a_missing_index_entry_and_a_tampered_key_are_each_caught() {
     assert!(
         whats.contains(&format!("message {t}/{c}/5").as_str()),
         "{whats:?}"
+    );
+    // The truncated record is named, and its failure does not tell to run `chatvault verify`
+    // (this is that run).
+    let truncated = r
+        .failures
+        .iter()
+        .find(|f| f.what == format!("message {t}/{c}/1"))
+        .unwrap_or_else(|| panic!("{:?}", r.failures));
+    assert!(truncated.error.starts_with("corrupt "), "{truncated:?}");
+    assert!(
+        !truncated.error.contains("chatvault verify"),
+        "{truncated:?}"
     );
     // Nothing prints plaintext.
     let all = format!("{:?}", r.failures);

@@ -79,7 +79,12 @@ pub fn checkpoint(args: &CheckpointArgs, out: &mut impl Write) -> anyhow::Result
 }
 
 pub fn restore(args: &RestoreArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    if let Some(key) = &args.vault.key_file {
+    if let Some(key) = args
+        .vault
+        .key_file
+        .as_ref()
+        .filter(|f| !f.as_os_str().is_empty())
+    {
         common::refuse_key_inside_data(key, &args.checkpoint)?;
     }
     let p = common::provider(&args.vault)?;

@@ -111,7 +111,10 @@ pub fn provider(args: &VaultArgs) -> anyhow::Result<Arc<StaticKeyProvider>> {
             e => e.into(),
         }
     };
-    let p = match (root_key_env(), &args.key_file) {
+    // An empty CHATVAULT_KEY_FILE (or --key-file "") means no key file, as an empty
+    // CHATVAULT_ROOT_KEY means no key.
+    let key_file = args.key_file.as_ref().filter(|f| !f.as_os_str().is_empty());
+    let p = match (root_key_env(), key_file) {
         (Some(_), Some(file)) => bail!(
             "both {ROOT_KEY_ENV} and a key file ({}, from --key-file or CHATVAULT_KEY_FILE) are \
              given; give only one: unset {ROOT_KEY_ENV}, or drop --key-file and unset \
@@ -129,10 +132,17 @@ pub fn provider(args: &VaultArgs) -> anyhow::Result<Arc<StaticKeyProvider>> {
             tracing::debug!(key_file = %file.display(), "root key from the key file");
             StaticKeyProvider::from_file(file).map_err(unwrap_msg)?
         }
-        (None, None) => bail!(
-            "no root key: pass --key-file FILE (or set CHATVAULT_KEY_FILE) with the key file \
-             that `chatvault init` wrote, or put the key itself in {ROOT_KEY_ENV}"
-        ),
+        // Bad usage (exit 2), as for `init` without a key file.
+        (None, None) => {
+            return Err(Failure {
+                code: EXIT_USAGE,
+                message: format!(
+                    "no root key: pass --key-file FILE (or set CHATVAULT_KEY_FILE) with the key \
+                     file that `chatvault init` wrote, or put the key itself in {ROOT_KEY_ENV}"
+                ),
+            }
+            .into())
+        }
     };
     Ok(Arc::new(p))
 }

@@ -98,11 +98,11 @@ pub fn run(format: Format, cmd: ExportCommand, out: &mut impl Write) -> anyhow::
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "standard output".into());
     eprintln!(
-        "exported {}, {} and {} ({} edits and deletions) as {} to {target}{}",
+        "exported {}, {} and {} ({}) as {} to {target}{}",
         plural(summary.conversations, "conversation"),
         plural(summary.users, "user"),
         plural(summary.messages, "message"),
-        summary.changes,
+        common::count(summary.changes, "edit or deletion", "edits and deletions"),
         summary.format,
         if summary.unreadable > 0 {
             format!(

@@ -29,7 +29,11 @@ pub struct InitArgs {
 pub fn run(a: &InitArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let args = &a.vault;
     let data = &args.data;
-    let Some(key_file) = args.key_file.as_deref() else {
+    let Some(key_file) = args
+        .key_file
+        .as_deref()
+        .filter(|f| !f.as_os_str().is_empty())
+    else {
         return Err(Failure {
             code: EXIT_USAGE,
             message: format!(

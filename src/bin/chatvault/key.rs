@@ -276,9 +276,11 @@ pub fn run(cmd: KeyCommand, out: &mut impl Write) -> anyhow::Result<()> {
                 r.root_version,
                 common::plural(r.tenant_keks_rewrapped, "tenant KEK"),
                 if r.retired_root_versions.is_empty() {
-                    ". Back the key file up again; retire the old version with `chatvault key \
-                     retire-root N` once no backup made before needs it"
-                        .to_string()
+                    format!(
+                        ". Back the key file up again; retire the old version with `chatvault \
+                         key retire-root {}` once no backup made before needs it",
+                        r.root_version.saturating_sub(1)
+                    )
                 } else {
                     format!(
                         "; key paths of shredded data re-versioned and old root versions {:?} \

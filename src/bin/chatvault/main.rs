@@ -207,10 +207,19 @@ fn main() -> ExitCode {
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal())
         .init();
+    // An empty CHATVAULT_KEY_FILE or CHATVAULT_DATA means unset (as an empty CHATVAULT_ROOT_KEY
+    // does), not "a value is required": clap would take the empty value. Single-threaded here.
+    for var in ["CHATVAULT_KEY_FILE", "CHATVAULT_DATA"] {
+        if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+            std::env::remove_var(var);
+        }
+    }
     let cli = match Cli::from_arg_matches(&document_exit_codes(Cli::command()).get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    // Under --json a failure is also one JSON object on stdout, for scripts that read only it.
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -221,23 +230,31 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            if let Some(f) = e.downcast_ref::<Failure>() {
-                eprintln!("error: {f}");
-                return ExitCode::from(f.code);
-            }
-            let code = common::exit_code_of(&e).map_or(ExitCode::FAILURE, ExitCode::from);
-            let mut shown = e.to_string();
-            eprintln!("error: {shown}");
-            for cause in e.chain().skip(1) {
-                // Most errors already quote their cause; do not say it twice.
-                let s = cause.to_string();
-                if shown.contains(&s) {
-                    continue;
+            let (code, text) = if let Some(f) = e.downcast_ref::<Failure>() {
+                (f.code, f.to_string())
+            } else {
+                let mut text = e.to_string();
+                let mut shown = text.clone();
+                for cause in e.chain().skip(1) {
+                    // Most errors already quote their cause; do not say it twice.
+                    let s = cause.to_string();
+                    if shown.contains(&s) {
+                        continue;
+                    }
+                    text.push_str(&format!("\n  caused by: {s}"));
+                    shown = s;
                 }
-                eprintln!("  caused by: {s}");
-                shown = s;
+                (common::exit_code_of(&e).unwrap_or(1), text)
+            };
+            eprintln!("error: {text}");
+            if json {
+                let message = text.replace("\n  caused by: ", ": ");
+                println!(
+                    "{}",
+                    serde_json::json!({"error": message, "exit_code": code})
+                );
             }
-            code
+            ExitCode::from(code)
         }
     }
 }

@@ -249,12 +249,26 @@ pub(crate) fn print_queued(
     head: &str,
 ) -> anyhow::Result<()> {
     let ids: Vec<String> = q.held_by.iter().map(|h| h.to_string()).collect();
+    let release: Vec<String> = ids
+        .iter()
+        .map(|id| format!("`chatvault hold release {tenant} {id}`"))
+        .collect();
+    let (holds, when) = if ids.len() == 1 {
+        (
+            format!("legal hold {} covers", ids[0]),
+            "that hold is".to_string(),
+        )
+    } else {
+        (
+            format!("legal holds {} cover", ids.join(", ")),
+            "the last of them is".to_string(),
+        )
+    };
     writeln!(
         out,
-        "queued the erasure of {what}: legal hold {} covers it, so nothing is destroyed yet; it \
-         is carried out when the last of these holds is released (`chatvault hold release \
-         {tenant} ID`)",
-        ids.join(", ")
+        "queued the erasure of {what}: {holds} it, so nothing is destroyed yet; it is carried \
+         out when {when} released ({})",
+        release.join(", ")
     )?;
     writeln!(
         out,

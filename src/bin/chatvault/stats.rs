@@ -147,16 +147,15 @@ pub fn run(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "keys: {} tenant KEKs, {} conversation keys, {} epoch keys, {} user keys, {} directory \
-         keys (live wrapped keys, every version); root key version {} ({} tenant KEKs under an \
-         older one)",
-        ks.tenant_keks,
-        ks.conversation_keys,
-        ks.epoch_keys,
-        ks.user_keys,
-        ks.directory_keys,
+        "keys: {}, {}, {}, {}, {} (live wrapped keys, every version); root key version {} \
+         ({} under an older one)",
+        plural(ks.tenant_keks, "tenant KEK"),
+        plural(ks.conversation_keys, "conversation key"),
+        plural(ks.epoch_keys, "epoch key"),
+        plural(ks.user_keys, "user key"),
+        plural(ks.directory_keys, "directory key"),
         ks.root_key_version,
-        ks.tenant_keks_under_old_root,
+        plural(ks.tenant_keks_under_old_root, "tenant KEK"),
     )?;
     writeln!(
         out,
@@ -185,10 +184,11 @@ pub fn run(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
             .unwrap_or_else(|| format!("{t} (shredded)"));
         writeln!(
             out,
-            "key versions {name}: {} of {} records sealed under the current key versions \
-             ({:.1}%), {} under older versions, {} with destroyed keys awaiting purge",
+            "key versions {name}: {} of {} readable records sealed under the current key \
+             versions ({:.1}%), {} under older versions; {} more with destroyed keys, awaiting \
+             purge",
             k.current,
-            k.records,
+            k.current + k.older_versions,
             100.0 * k.current_fraction(),
             k.older_versions,
             k.key_destroyed,
