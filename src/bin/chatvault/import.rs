@@ -53,7 +53,10 @@ pub struct ExternalArgs {
     /// Import into this tenant (default: the Slack team id, or the first Mattermost team).
     #[arg(long, value_name = "NAME")]
     tenant: Option<String>,
-    /// Print the summary as one JSON object.
+    /// Print the summary as one JSON object: the import report's fields (tenant, counts of
+    /// conversations, messages, edits, deletions, users and memberships), "skipped" and
+    /// "notes" (each a map from the reason, as printed without --json, to a count),
+    /// "history_off" and "seconds".
     #[arg(long)]
     json: bool,
     /// The export file (Slack: the .zip; Mattermost: the .jsonl).
@@ -69,7 +72,10 @@ pub struct IrcArgs {
     /// log that has the same file name apart from the first).
     #[arg(long, value_name = "NAME")]
     tenant: Option<String>,
-    /// Print the summary as one JSON object.
+    /// Print the summary as one JSON object: {"source": "irc", "files", "lines",
+    /// "messages_in_files", "messages_written", "messages_already_present", "users_created",
+    /// "skipped": {"system_lines" (joins, parts, quits, nick and mode changes: not stored)},
+    /// "history_off", "completed", "seconds"}.
     #[arg(long)]
     json: bool,
     /// Log files or directories (searched recursively).
@@ -266,7 +272,7 @@ fn irc(args: &IrcArgs, out: &mut impl Write) -> anyhow::Result<()> {
                 "messages_written": t.written,
                 "messages_already_present": t.present,
                 "users_created": t.users,
-                "skipped": {"joins, parts, quits, nick and mode changes (not stored)": t.system_lines},
+                "skipped": {"system_lines": t.system_lines},
                 "history_off": t.history_off,
                 "completed": true,
                 "seconds": secs,
