@@ -58,6 +58,7 @@ fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
         set(&[
             "conversation",
             "conversation_id",
+            "title",
             "visible_messages",
             "last_message_id"
         ])
@@ -506,5 +507,35 @@ fn json_failures_empty_key_file_variable_and_missing_key() {
              that hold is released (`chatvault hold release rust {id}`)"
         )),
         "{out}"
+    );
+}
+
+/// Slack conversations are named by channel id; `ls` shows their titles, and a title given
+/// where an id is wanted is answered with the id.
+#[test]
+fn a_slack_channel_name_leads_to_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::at(&dir.path().join("data"), &dir.path().join("root.key"));
+    cli.ok(&["init"]);
+    let zip = std::fs::read_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/slack"),
+    )
+    .unwrap()
+    .map(|e| e.unwrap().path())
+    .find(|p| p.extension().is_some_and(|x| x == "zip"))
+    .unwrap();
+    cli.ok(&["import", "slack", zip.to_str().unwrap()]);
+    let tenant = cli.ok(&["ls"]).split('\t').next().unwrap().to_string();
+    let ls = cli.ok(&["ls", &tenant]);
+    let line = ls.lines().next().unwrap();
+    let cols: Vec<&str> = line.split('\t').collect();
+    assert_eq!(cols.len(), 4, "id, count, last id, title: {ls}");
+    let (id, title) = (cols[0], cols[3]);
+    let err = cli.fails(&["read", &tenant, title], 1);
+    assert!(
+        err.contains(&format!(
+            "no conversation with the id \"{title}\", but one is titled so: give the id ({id})"
+        )),
+        "{err}"
     );
 }

@@ -332,11 +332,39 @@ pub fn conversation(
 ) -> anyhow::Result<ConversationId> {
     match v.conversation_id(t, name) {
         Ok(c) => Ok(c),
-        Err(Error::NotFound { .. }) => bail!(
-            "tenant {tenant_name:?} has no conversation {name:?} (`chatvault ls {tenant_name}` \
-             lists its conversations; a shredded conversation's name no longer leads to it, \
-             `chatvault receipts show` lists the shreds)"
-        ),
+        Err(Error::NotFound { .. }) => {
+            // Conversations are named by their id (a Slack channel id, an IRC log's stem); a
+            // title (a Slack channel's name) only leads to the id.
+            let bare = name.trim_start_matches('#');
+            let by_title: Vec<String> = v
+                .conversations(t)?
+                .filter_map(|c| c.ok())
+                .filter(|c| {
+                    c.title
+                        .as_deref()
+                        .is_some_and(|x| x.trim_start_matches('#') == bare)
+                })
+                .map(|c| c.external_id)
+                .collect();
+            if !by_title.is_empty() {
+                bail!(
+                    "tenant {tenant_name:?} has no conversation with the id {name:?}, but {} \
+                     titled so: give the id ({})",
+                    if by_title.len() == 1 {
+                        "one is"
+                    } else {
+                        "these are"
+                    },
+                    by_title.join(", ")
+                );
+            }
+            bail!(
+                "tenant {tenant_name:?} has no conversation {name:?} (`chatvault ls \
+                 {tenant_name}` lists its conversations by id, with their titles; a shredded \
+                 conversation's name no longer leads to it, `chatvault receipts show` lists the \
+                 shreds)"
+            )
+        }
         Err(e) => Err(e.into()),
     }
 }

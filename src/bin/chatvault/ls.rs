@@ -15,7 +15,8 @@ pub struct LsArgs {
     tenant: Option<String>,
     /// Print one JSON object. Without TENANT: {"tenants": [{"tenant", "tenant_id",
     /// "conversations"}]}; with it: {"tenant", "tenant_id", "conversations":
-    /// [{"conversation", "conversation_id", "visible_messages", "last_message_id"}]}.
+    /// [{"conversation", "conversation_id", "title" (null if none), "visible_messages",
+    /// "last_message_id"}]}.
     #[arg(long)]
     json: bool,
 }
@@ -52,15 +53,20 @@ pub fn run(args: &LsArgs, out: &mut impl Write) -> anyhow::Result<()> {
                     items.push(json!({
                         "conversation": c.external_id,
                         "conversation_id": c.id.as_u64(),
+                        "title": c.title,
                         "visible_messages": visible,
                         "last_message_id": last,
                     }));
                 } else {
                     writeln!(
                         out,
-                        "{}\t{}\t(last message id {last})",
+                        "{}\t{}\t(last message id {last}){}",
                         c.external_id,
                         plural(visible, "message"),
+                        c.title
+                            .as_deref()
+                            .map(|t| format!("\t{t}"))
+                            .unwrap_or_default(),
                     )?;
                 }
             }
