@@ -706,8 +706,12 @@ impl Vault {
     /// Messages a reader can see in a conversation: not expired, not deleted. Reads only the
     /// clear headers (no decryption) except where the author is sealed and a custodian hold
     /// makes the answer depend on it.
+    ///
+    /// Errors: [`Error::Shredded`] (the conversation or its tenant is shredded), as for
+    /// [`Vault::messages`].
     pub fn message_count(&self, tenant: TenantId, conv: ConversationId) -> Result<u64> {
         let i = &self.inner;
+        i.check_conversation_alive(tenant.0, conv.0)?;
         let snap = i.retention.current();
         let now = i.opts.clock.now_ms();
         let prefix = KeyBuf::new().u64(tenant.0).u64(conv.0).into_vec();

@@ -230,3 +230,101 @@ fn seed_sequences() -> Vec<Vec<Op>> {
         ],
     ]
 }
+
+// ------------------------------------------------------------------ findings, as regression tests
+
+mod regressions {
+    use super::model::{Harness, T0};
+    use chatvault::{Actor, Direction, Error, NewMessage, ShredScope};
+
+    fn shredded<T: std::fmt::Debug>(r: chatvault::Result<T>) -> bool {
+        matches!(r, Err(Error::Shredded { .. }))
+    }
+
+    /// Found by the model: `members` of a shredded conversation (or of any conversation of a
+    /// shredded tenant) failed with `NotFound` (the conversation key is gone) instead of
+    /// `Shredded`, and so did `subject_messages`, whose docs say `Shredded`.
+    #[test]
+    fn members_of_a_shredded_conversation_or_tenant_are_shredded() {
+        let h = Harness::new().unwrap();
+        let v = h.vault();
+        let (t, c, u) = (h.tenant(0), h.conv(0, 1), h.user(0, 0));
+        v.shred(t, Actor::operator(), ShredScope::Conversation(c)).unwrap();
+        assert!(shredded(v.members(t, c)));
+        assert!(shredded(v.subject_messages(t, Actor::member(u), u, c).map(|_| ())));
+        assert_eq!(v.members(t, h.conv(0, 0)).unwrap().len(), 2, "other conversations read");
+        let t1 = h.tenant(1);
+        v.shred(t1, Actor::operator(), ShredScope::Tenant).unwrap();
+        assert!(shredded(v.members(t1, h.conv(1, 0))));
+    }
+
+    /// Found by the model: `message_count` of a shredded conversation or tenant answered
+    /// `Ok(0)` where every listing of it fails with `Shredded`.
+    #[test]
+    fn message_count_of_a_shredded_conversation_or_tenant_is_shredded() {
+        let h = Harness::new().unwrap();
+        let v = h.vault();
+        let (t, c) = (h.tenant(0), h.conv(0, 2));
+        v.append(t, c, NewMessage::text(h.user(0, 2), T0, "hi")).unwrap().stored().unwrap();
+        assert_eq!(v.message_count(t, c).unwrap(), 1);
+        v.shred(t, Actor::operator(), ShredScope::Conversation(c)).unwrap();
+        assert!(shredded(v.message_count(t, c)));
+        let t1 = h.tenant(1);
+        v.shred(t1, Actor::operator(), ShredScope::Tenant).unwrap();
+        assert!(shredded(v.message_count(t1, h.conv(1, 0))));
+    }
+
+    /// Found by the model: `page(.., limit = 0)` returned every message instead of at most 0
+    /// (and `next` the first one).
+    #[test]
+    fn a_page_of_limit_zero_holds_no_message_and_points_at_the_first() {
+        let h = Harness::new().unwrap();
+        let v = h.vault();
+        let (t, c) = (h.tenant(0), h.conv(0, 0));
+        for n in 0..3 {
+            v.append(t, c, NewMessage::text(h.user(0, 0), T0 + n, "hi")).unwrap().stored().unwrap();
+        }
+        let p = v.page(t, c, None, Direction::Forward, 0).unwrap();
+        assert_eq!((p.messages.len(), p.next), (0, Some(1)));
+        let p = v.page(t, c, Some(2), Direction::Backward, 0).unwrap();
+        assert_eq!((p.messages.len(), p.next), (0, Some(2)));
+        let p = v.page(t, c, Some(4), Direction::Forward, 0).unwrap();
+        assert_eq!((p.messages.len(), p.next), (0, None));
+    }
+
+    /// Found by the model: under `AuthorErased` an erased author's messages stay readable,
+    /// but editing or deleting one failed with `NotFound` (naming the author, while `get`
+    /// returns the message). Writing as an erased user is `Shredded`, as for appends.
+    #[test]
+    fn editing_or_deleting_an_erased_authors_message_is_shredded() {
+        let h = Harness::new().unwrap();
+        let v = h.vault();
+        let (t, c, u) = (h.tenant(1), h.conv(1, 0), h.user(1, 0));
+        let id = v.append(t, c, NewMessage::text(u, T0, "hi")).unwrap().stored().unwrap();
+        v.erase_user(t, Actor::operator(), u).unwrap();
+        assert_eq!(v.get(t, c, id).unwrap().body, "hi", "AuthorErased: still readable");
+        assert!(shredded(v.edit(t, c, id, "changed", T0 + 1)));
+        assert!(shredded(v.delete(t, c, id, T0 + 1)));
+        assert!(shredded(v.append(t, c, NewMessage::text(u, T0, "again"))));
+        assert_eq!(v.get(t, c, id).unwrap().body, "hi", "nothing written");
+    }
+}
+
+mod regressions_get {
+    use super::model::Harness;
+    use chatvault::{Actor, Error, ShredScope};
+
+    /// Found by the model: after a conversation's shred, `get` of id 0 answered `NotFound`
+    /// while every other id (handed out or not) answers `Shredded`.
+    #[test]
+    fn every_id_of_a_shredded_conversation_is_shredded_id_zero_included() {
+        let h = Harness::new().unwrap();
+        let v = h.vault();
+        let (t, c) = (h.tenant(0), h.conv(0, 0));
+        assert!(matches!(v.get(t, c, 0), Err(Error::NotFound { .. })));
+        v.shred(t, Actor::operator(), ShredScope::Conversation(c)).unwrap();
+        for id in [0, 1, 99] {
+            assert!(matches!(v.get(t, c, id), Err(Error::Shredded { .. })), "id {id}");
+        }
+    }
+}

@@ -1034,6 +1034,23 @@ impl Harness {
         self.vault.as_ref().expect("the vault is open between ops")
     }
 
+    /// The vault (for regression tests that call it directly).
+    pub fn vault(&self) -> &Vault {
+        self.v()
+    }
+    /// Tenant `t` (0: `MessagesUnreadable`, 1: `AuthorErased`).
+    pub fn tenant(&self, t: usize) -> TenantId {
+        self.tenants[t]
+    }
+    /// Conversation `c` of tenant `t`.
+    pub fn conv(&self, t: usize, c: usize) -> ConversationId {
+        self.convs[t][c]
+    }
+    /// User `u` of tenant `t`.
+    pub fn user(&self, t: usize, u: usize) -> UserId {
+        self.users[t][u]
+    }
+
     fn actor(&self, t: usize, sel: u8) -> Actor {
         match sel as usize % (USERS + 1) {
             0 => Actor::operator(),
