@@ -328,3 +328,41 @@ mod regressions_get {
         }
     }
 }
+
+mod regressions_open {
+    use super::model::{Harness, T0};
+    use chatvault::{
+        Actor, Error, NewMessage, Policy, PolicyOverride, Retention, ShredScope, TenantPolicy,
+    };
+
+    /// Found by the model: a vault in which a tenant with a retention policy (tenant default
+    /// or conversation override, sealed under the tenant KEK) had been shredded could not be
+    /// opened again: loading the policies at open asked for the destroyed KEK (`NotFound`).
+    #[test]
+    fn a_vault_with_a_shredded_tenant_that_had_policies_opens_again() {
+        let mut h = Harness::new().unwrap();
+        let (t, t1, op) = (h.tenant(0), h.tenant(1), Actor::operator());
+        let day = Retention::Period { ms: 86_400_000 };
+        {
+            let v = h.vault();
+            let default = Policy { retention: day, ..Default::default() };
+            v.set_tenant_policy(t, op, TenantPolicy { default, members_may_change: true })
+                .unwrap();
+            let ov = PolicyOverride { retention: Some(Retention::Forever), history: None };
+            v.set_conversation_policy(t, h.conv(0, 1), op, ov, false).unwrap();
+            v.set_tenant_policy(t1, op, TenantPolicy { default, members_may_change: false })
+                .unwrap();
+            v.append(t1, h.conv(1, 0), NewMessage::text(h.user(1, 0), T0, "kept"))
+                .unwrap()
+                .stored()
+                .unwrap();
+            v.shred(t, op, ShredScope::Tenant).unwrap();
+        }
+        h.apply(&super::model::Op::Restart).unwrap();
+        let v = h.vault();
+        assert!(matches!(v.tenant_policy(t), Err(Error::Shredded { .. })));
+        assert_eq!(v.tenant_policy(t1).unwrap().default.retention, day);
+        assert_eq!(v.get(t1, h.conv(1, 0), 1).unwrap().body, "kept");
+        assert_eq!(v.tenants().unwrap().len(), 1);
+    }
+}
