@@ -102,7 +102,8 @@ pub enum ExportSel {
 }
 
 /// One step of a run. Every index is taken modulo the size of what it picks, so any value is
-/// valid. `m` picks a message id `m % (next id + 1)` (0 and the next id do not exist).
+/// valid. `m` picks a message id: `1 + m % (next id - 1)` below 224, else 0 or the next id
+/// (which do not exist).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// `append` by user `u` at `now + TIME_OFFSETS[at]`.
@@ -130,8 +131,8 @@ pub enum Op {
         actor: u8,
     },
     PlaceHold { t: u8, scope: HoldSel },
-    /// Releases the `h`-th active hold (by id), or an id that does not exist when `h` is past
-    /// the end.
+    /// Releases active hold `h % holds` (by id), or, when `h % 8 == 7` (or none is active),
+    /// an id that is no hold.
     ReleaseHold { t: u8, h: u8 },
     Advance { step: u8 },
     /// `shred` (`queue = false`) or `shred_or_queue` by an operator.
@@ -636,8 +637,14 @@ impl Model {
             .collect()
     }
 
+    /// Mostly an id handed out; `m >= 224`: 0 or the next id (never handed out).
     fn id_of(&self, t: usize, c: usize, m: u8) -> u64 {
-        m as u64 % (self.tenants[t].convs[c].next_id + 1)
+        let next = self.tenants[t].convs[c].next_id;
+        match m {
+            224.. if m & 1 == 0 => 0,
+            224.. => next,
+            _ => 1 + m as u64 % (next - 1).max(1),
+        }
     }
 
     fn want_get(&self, t: usize, c: usize, id: u64) -> Want<MMsg> {
@@ -764,7 +771,29 @@ fn opts(clock: &Arc<FakeClock>) -> VaultOptions {
     }
 }
 
+/// Outcomes seen, by call (`what` up to its first parenthesis): for coverage reports
+/// ([`coverage`]).
+static OUTCOMES: std::sync::Mutex<BTreeMap<String, u64>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// How often each call gave each outcome so far in this process, one line each.
+pub fn coverage() -> String {
+    let m = OUTCOMES.lock().unwrap_or_else(|e| e.into_inner());
+    m.iter().map(|(k, n)| format!("{n:>8}  {k}\n")).collect()
+}
+
+fn record(key: String) {
+    *OUTCOMES.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default() += 1;
+}
+
 fn check<T: std::fmt::Debug + PartialEq>(what: &str, got: chatvault::Result<T>, want: &Want<T>) -> R {
+    let call = what.split(['(', ' ']).next().unwrap_or(what);
+    record(format!(
+        "{call}: {}",
+        match &got {
+            Ok(_) => "Ok".to_string(),
+            Err(e) => kind_of(e).map_or_else(|| format!("{e}"), |k| format!("{k:?}")),
+        }
+    ));
     match (&got, want) {
         (Ok(g), Ok(w)) if g == w => Ok(()),
         (Err(e), Err(ks)) if kind_of(e).is_some_and(|k| ks.contains(&k)) => Ok(()),
@@ -1314,7 +1343,12 @@ impl Harness {
             Op::ReleaseHold { t, h } => {
                 let t = t as usize % TENANTS;
                 let ids: Vec<u64> = self.model.tenants[t].holds.keys().copied().collect();
-                let id = ids.get(h as usize % (ids.len() + 1)).copied().unwrap_or(u64::MAX);
+                // One in eight: an id that is no active hold.
+                let id = match h % 8 {
+                    7 => None,
+                    _ => ids.get(h as usize % ids.len().max(1)).copied(),
+                }
+                .unwrap_or(u64::MAX);
                 let want_err = if self.model.tenants[t].shred.tenant {
                     Some(EK::Shredded)
                 } else if !ids.contains(&id) {
@@ -1566,6 +1600,7 @@ impl Harness {
         let (seq, got) = match got {
             Ok(ShredOutcome::Shredded(r)) if r.scope == scope => (None, Ok(None)),
             Ok(ShredOutcome::Queued(q)) if q.scope == scope => {
+                record(format!("{what}: Queued"));
                 let known = self.model.tenants[t].queue.iter().any(|(s, _)| *s == q.seq);
                 (Some(q.seq), Ok(Some(known.then_some(q.seq))))
             }
