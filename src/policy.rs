@@ -149,12 +149,15 @@ impl Vault {
         let i = &self.inner;
         let mut snap = Snapshot::default();
         let mut tenants: BTreeMap<Iid, TenantRetention> = BTreeMap::new();
+        // Tombstones first: the policies and holds of a shredded tenant are sealed under its
+        // destroyed KEK, so they can no longer be opened (nor do they matter: every read of
+        // the tenant is `Shredded`). They stay on disk like its other metadata (§7, "Limits").
         for prefix in [
+            codec::meta::SHRED,
             codec::meta::TENANT_POLICY,
             codec::meta::CONV_POLICY,
             codec::meta::HOLD,
             codec::meta::WATERMARK,
-            codec::meta::SHRED,
         ] {
             let mut it = i.prefix_iter(cf::META, &[prefix])?;
             while it.valid() {
@@ -167,6 +170,14 @@ impl Vault {
                     .ok_or_else(|| Error::corrupt("retention record key", "too short"))?;
                 let tr = tenants.entry(t).or_default();
                 let id8 = k.get(9..17).and_then(be64);
+                let sealed = matches!(
+                    prefix,
+                    codec::meta::TENANT_POLICY | codec::meta::CONV_POLICY | codec::meta::HOLD
+                );
+                if sealed && tr.shred.tenant {
+                    it.next();
+                    continue;
+                }
                 match prefix {
                     codec::meta::TENANT_POLICY => {
                         tr.policy = self.open_tenant_meta(t, MetaKind::TenantPolicy, k, v)?;
@@ -710,8 +721,12 @@ impl Vault {
     /// Messages a reader can see in a conversation: not expired, not deleted. Reads only the
     /// clear headers (no decryption) except where the author is sealed and a custodian hold
     /// makes the answer depend on it.
+    ///
+    /// Errors: [`Error::Shredded`] (the conversation or its tenant is shredded), as for
+    /// [`Vault::messages`].
     pub fn message_count(&self, tenant: TenantId, conv: ConversationId) -> Result<u64> {
         let i = &self.inner;
+        i.check_conversation_alive(tenant.0, conv.0)?;
         let snap = i.retention.current();
         let now = i.opts.clock.now_ms();
         let prefix = KeyBuf::new().u64(tenant.0).u64(conv.0).into_vec();

@@ -892,7 +892,12 @@ impl Vault {
     }
 
     /// Members of a conversation (current and past), by user id.
+    ///
+    /// Errors: [`Error::Shredded`] (the conversation or its tenant is shredded: the membership
+    /// records stay, sealed under the destroyed conversation key).
     pub fn members(&self, tenant: TenantId, conv: ConversationId) -> Result<Vec<Membership>> {
+        // From the in-memory tombstones, before the records (whose key is gone) are read.
+        self.inner.check_conversation_alive(tenant.0, conv.0)?;
         self.inner.rekey_retry(|| self.members_once(tenant, conv))
     }
 
@@ -1149,7 +1154,9 @@ impl Vault {
     /// Edits a message: the current revision moves to the `revisions` CF and the new body
     /// becomes the current one, in one WriteBatch. The edit stays in the message's epoch.
     /// Returns the new revision number. Errors as [`Vault::get`], plus
-    /// [`Error::InvalidInput`] for a deleted message.
+    /// [`Error::InvalidInput`] for a deleted message and [`Error::Shredded`] when its author
+    /// is erased (under `AuthorErased` their messages stay readable, but nobody writes as
+    /// them).
     pub fn edit(
         &self,
         tenant: TenantId,
@@ -1242,6 +1249,7 @@ impl Vault {
     /// (the record is replaced by a sealed deletion marker and the revisions are deleted, in one
     /// WriteBatch) and leave the disk at the next compaction ([`Vault::compact`]). Under a legal
     /// hold the original and its revisions are kept, hidden, until the hold is released.
+    /// Errors as [`Vault::edit`] (a deleted message: nothing to do, `Ok`).
     pub fn delete(
         &self,
         tenant: TenantId,
@@ -1332,7 +1340,8 @@ impl Vault {
         })
     }
 
-    /// A page of at most `limit` messages from `from` (inclusive) in `direction`.
+    /// A page of at most `limit` messages from `from` (inclusive) in `direction`; `next` is
+    /// the id of the first message after it (for `limit = 0`: the first message from `from`).
     pub fn page(
         &self,
         tenant: TenantId,
@@ -1342,6 +1351,14 @@ impl Vault {
         limit: usize,
     ) -> Result<Page> {
         let mut it = self.messages(tenant, conv, from, direction)?;
+        if limit == 0 {
+            // At most `limit` messages; `next` is where a page would start.
+            let next = it.next().transpose()?.map(|m| m.id);
+            return Ok(Page {
+                messages: Vec::new(),
+                next,
+            });
+        }
         let mut messages = Vec::with_capacity(limit.min(1024));
         for m in it.by_ref() {
             messages.push(m?);
@@ -2021,8 +2038,21 @@ impl Inner {
             Err(Error::NotFound { .. }) => self.create_epoch_key(t, c, epoch)?,
             Err(e) => return Err(e),
         };
-        // The author must exist (and not be shredded) under either policy.
+        // The author must exist (and not be shredded) under either policy: writing (an
+        // append, edit or deletion) as an erased user is `Shredded`, also under `AuthorErased`
+        // where their messages stay readable.
         let ukey = self.user_key(t, author, 0).map_err(|e| match e {
+            Error::NotFound { .. }
+                if self
+                    .retention
+                    .current()
+                    .tenant(t)
+                    .is_some_and(|tr| tr.shred.users.contains(&author)) =>
+            {
+                Error::Shredded {
+                    what: format!("author {} in tenant #{t} (erased)", UserId(author)),
+                }
+            }
             Error::NotFound { .. } => Error::NotFound {
                 what: format!("author {} in tenant #{t}", UserId(author)),
             },
@@ -2311,7 +2341,9 @@ impl Inner {
     /// else removes records), `NotFound` otherwise.
     pub(crate) fn missing_message(&self, t: Iid, c: Iid, id: u64) -> Result<Error> {
         let what = format!("message {id} of conversation #{c} in tenant #{t}");
-        let handed_out = id >= 1 && id < self.conv_state(t, c)?.next_id.load(Ordering::SeqCst);
+        // First: every id of a shredded conversation (0 included) is `Shredded`.
+        let next_id = self.conv_state(t, c)?.next_id.load(Ordering::SeqCst);
+        let handed_out = id >= 1 && id < next_id;
         let snap = self.retention.current();
         let under_retention = snap.tenant(t).is_some_and(|tr| {
             tr.watermark(c).is_some()
