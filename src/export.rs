@@ -233,7 +233,8 @@ impl Restrictions {
 impl Vault {
     /// Exports everything held about `user` as JSON Lines to `out` (see the module docs and
     /// `docs/export-schema-v1.json`): the header, their `user` record (profile, restriction
-    /// state), then each of their conversations (with their own membership) followed by the
+    /// state), then each of their conversations (with their own membership; also those they
+    /// wrote in without one, as [`Vault::subject_access`] lists them) followed by the
     /// messages they wrote or received while a member (`role`: `sent` / `received`), with
     /// earlier revisions. The user themself or an admin may export; with
     /// [`ExportOptions::third_party`] a restricted user's export fails with
@@ -383,9 +384,7 @@ impl Vault {
                 live: g.is_live(now),
             })?;
         }
-        let convs: Vec<ConversationId> = self
-            .user_conversations(tenant, user)?
-            .collect::<Result<_>>()?;
+        let convs = self.subject_conversation_ids(tenant, user)?;
         let mut restricted = Restrictions::default();
         for c in convs {
             let cinfo = match self.conversation(tenant, c) {

@@ -67,7 +67,9 @@ fn restriction_place(t: u64, u: u64) -> Vec<u8> {
 
 impl Vault {
     /// The right of access: the user's profile, whether their processing is restricted, and the
-    /// conversations they are or were a member of. The user themself or an admin may call it.
+    /// conversations they are or were a member of, or wrote a still readable message in
+    /// without a membership (`membership: None`; found by a scan of the tenant's time index, no
+    /// decryption). The user themself or an admin may call it.
     ///
     /// Errors: [`Error::PermissionDenied`]; [`Error::NotFound`] (tenant, user);
     /// [`Error::Shredded`] (erased user or shredded tenant).
@@ -80,9 +82,7 @@ impl Vault {
         check_subject_or_admin(&actor, user, "read a user's data")?;
         let info = self.user(tenant, user)?;
         let restricted_since_ms = self.restriction_since(tenant, user)?;
-        let ids: Vec<ConversationId> = self
-            .user_conversations(tenant, user)?
-            .collect::<Result<_>>()?;
+        let ids = self.subject_conversation_ids(tenant, user)?;
         let mut conversations = Vec::with_capacity(ids.len());
         for c in ids {
             let info = match self.conversation(tenant, c) {
@@ -126,6 +126,61 @@ impl Vault {
             Err(e) => Some(Err(e)),
             Ok(m) => role_of(&m, user, membership.as_ref()).map(|r| Ok((m, r))),
         }))
+    }
+
+    /// The conversations a data subject's rights reach: those they are or were a member of
+    /// (the user's conversation index), and those where they wrote a message still readable
+    /// without a membership (an application that appends for non-members), found by the
+    /// author iid in the time index, without decrypting (a scan of the tenant's time index,
+    /// skipping the conversations already known). Ascending; shredded conversations left out. Under the
+    /// `AuthorErased` policy records do not name their author in clear, so only the index
+    /// finds them.
+    pub(crate) fn subject_conversation_ids(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Vec<ConversationId>> {
+        let mut ids: std::collections::BTreeSet<ConversationId> = self
+            .user_conversations(tenant, user)?
+            .collect::<Result<_>>()?;
+        let i = &self.inner;
+        let snap = i.retention.current();
+        let now = i.opts.clock.now_ms();
+        let shredded = |c: u64| {
+            snap.tenant(tenant.0)
+                .is_some_and(|tr| tr.shred.whole_conversation(c))
+        };
+        let prefix = KeyBuf::new().u64(tenant.0).into_vec();
+        let mut it = i.prefix_iter(cf::TIME_INDEX, &prefix)?;
+        let author = user.0.to_be_bytes();
+        while it.valid() {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            let Some(c) = k.get(8..16).and_then(codec::be64) else {
+                return Err(Error::corrupt("time index entry", "bad key length"));
+            };
+            let known = ids.contains(&ConversationId(c)) || shredded(c);
+            // A readable message by the user: not expired, not in a shredded window.
+            let theirs = v == author
+                && codec::decode_time_key(k).is_some_and(|(_, _, at, _)| {
+                    !snap.is_shredded(tenant.0, c, Some(user.0), at)
+                        && !snap.is_expired(tenant.0, c, Some(user.0), at, now)
+                });
+            if known || theirs {
+                ids.insert(ConversationId(c));
+                // Nothing more to learn from this conversation: on with the next one.
+                match c.checked_add(1) {
+                    Some(next) => it.seek(KeyBuf::new().u64(tenant.0).u64(next).into_vec()),
+                    None => break,
+                }
+                continue;
+            }
+            it.next();
+        }
+        it.status()
+            .map_err(Error::storage("reading the time index"))?;
+        Ok(ids.into_iter().filter(|c| !shredded(c.0)).collect())
     }
 
     /// Rectification: replaces `user`'s profile with `profile` (tenant admins and operators

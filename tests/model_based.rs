@@ -137,12 +137,17 @@ fn every_read_agrees_with_the_model() {
 #[test]
 fn byte_encoding_decodes_back_to_the_same_ops() {
     let ops = seed_sequences().concat();
-    assert_eq!(model::ops_from_bytes(&model::ops_to_bytes(&ops)).len(), ops.len().min(model::MAX_OPS));
+    assert_eq!(
+        model::ops_from_bytes(&model::ops_to_bytes(&ops)).len(),
+        ops.len().min(model::MAX_OPS)
+    );
     for seq in seed_sequences() {
         assert_eq!(model::ops_from_bytes(&model::ops_to_bytes(&seq)), seq);
     }
     // Arbitrary bytes decode (deterministically, bounded) and never panic.
-    let junk: Vec<u8> = (0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..4000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let a = model::ops_from_bytes(&junk);
     assert_eq!(a, model::ops_from_bytes(&junk));
     assert!(a.len() <= model::MAX_OPS);
@@ -164,7 +169,11 @@ fn write_fuzz_seeds() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/model");
     std::fs::create_dir_all(&dir).unwrap();
     for (n, seq) in seed_sequences().iter().enumerate() {
-        std::fs::write(dir.join(format!("seed-{n:02}.bin")), model::ops_to_bytes(seq)).unwrap();
+        std::fs::write(
+            dir.join(format!("seed-{n:02}.bin")),
+            model::ops_to_bytes(seq),
+        )
+        .unwrap();
     }
 }
 
@@ -179,7 +188,13 @@ fn seed_sequences() -> Vec<Vec<Op>> {
             app(0, 0, 1, 6),
             Edit { t: 0, c: 0, m: 0 },
             Delete { t: 0, c: 0, m: 1 },
-            Page { t: 0, c: 0, from: 0, backward: true, limit: 1 },
+            Page {
+                t: 0,
+                c: 0,
+                from: 0,
+                backward: true,
+                limit: 1,
+            },
             Revisions { t: 0, c: 0, m: 1 },
             Restart,
             Get { t: 0, c: 0, m: 1 },
@@ -188,18 +203,40 @@ fn seed_sequences() -> Vec<Vec<Op>> {
         vec![
             app(0, 1, 0, 3),
             app(0, 1, 1, 5),
-            ConvPolicy { t: 0, c: 1, history: 0, retention: 3, delete_existing: false, actor: 0 },
+            ConvPolicy {
+                t: 0,
+                c: 1,
+                history: 0,
+                retention: 3,
+                delete_existing: false,
+                actor: 0,
+            },
             Advance { step: 5 },
             Purge,
-            ConvPolicy { t: 0, c: 1, history: 0, retention: 1, delete_existing: false, actor: 0 },
+            ConvPolicy {
+                t: 0,
+                c: 1,
+                history: 0,
+                retention: 1,
+                delete_existing: false,
+                actor: 0,
+            },
             Get { t: 0, c: 1, m: 1 },
         ],
         // A custodian hold keeps one author's messages past their retention; release.
         vec![
             app(1, 0, 0, 5),
             app(1, 0, 1, 5),
-            TenantPolicy { t: 1, history_off: false, retention: 1, members_may_change: false },
-            PlaceHold { t: 1, scope: HoldSel::Custodian(0) },
+            TenantPolicy {
+                t: 1,
+                history_off: false,
+                retention: 1,
+                members_may_change: false,
+            },
+            PlaceHold {
+                t: 1,
+                scope: HoldSel::Custodian(0),
+            },
             Advance { step: 6 },
             Subject { t: 1, u: 0, c: 0 },
             ReleaseHold { t: 1, h: 0 },
@@ -210,33 +247,82 @@ fn seed_sequences() -> Vec<Vec<Op>> {
             app(0, 2, 2, 5),
             app(0, 2, 1, 0),
             app(1, 2, 2, 5),
-            Shred { t: 0, scope: ShredSel::Window { c: 2, at: 5 }, queue: false },
-            Shred { t: 1, scope: ShredSel::User(2), queue: false },
-            Export { t: 1, what: ExportSel::Tenant },
-            Between { t: 0, c: 2, start: 0, len: 4 },
+            Shred {
+                t: 0,
+                scope: ShredSel::Window { c: 2, at: 5 },
+                queue: false,
+            },
+            Shred {
+                t: 1,
+                scope: ShredSel::User(2),
+                queue: false,
+            },
+            Export {
+                t: 1,
+                what: ExportSel::Tenant,
+            },
+            Between {
+                t: 0,
+                c: 2,
+                start: 0,
+                len: 4,
+            },
             Purge,
             Get { t: 0, c: 2, m: 1 },
         ],
         // Erasure queued under a hold, carried out at the release.
         vec![
             app(0, 1, 2, 5),
-            PlaceHold { t: 0, scope: HoldSel::Tenant },
-            Shred { t: 0, scope: ShredSel::User(2), queue: false },
+            PlaceHold {
+                t: 0,
+                scope: HoldSel::Tenant,
+            },
+            Shred {
+                t: 0,
+                scope: ShredSel::User(2),
+                queue: false,
+            },
             Erase { t: 0, u: 2, by: 3 },
-            Shred { t: 0, scope: ShredSel::Conversation(1), queue: true },
+            Shred {
+                t: 0,
+                scope: ShredSel::Conversation(1),
+                queue: true,
+            },
             ReleaseHold { t: 0, h: 0 },
-            Export { t: 0, what: ExportSel::User(2) },
+            Export {
+                t: 0,
+                what: ExportSel::User(2),
+            },
             Restart,
         ],
         // History off, delete existing, member policy changes, a whole tenant shredded.
         vec![
             app(1, 1, 1, 5),
-            TenantPolicy { t: 1, history_off: false, retention: 0, members_may_change: true },
-            ConvPolicy { t: 1, c: 1, history: 2, retention: 0, delete_existing: true, actor: 2 },
+            TenantPolicy {
+                t: 1,
+                history_off: false,
+                retention: 0,
+                members_may_change: true,
+            },
+            ConvPolicy {
+                t: 1,
+                c: 1,
+                history: 2,
+                retention: 0,
+                delete_existing: true,
+                actor: 2,
+            },
             app(1, 1, 1, 5),
-            Shred { t: 1, scope: ShredSel::Tenant, queue: false },
+            Shred {
+                t: 1,
+                scope: ShredSel::Tenant,
+                queue: false,
+            },
             Foreign { t: 0, c: 1, m: 1 },
-            Export { t: 1, what: ExportSel::Conversation(1) },
+            Export {
+                t: 1,
+                what: ExportSel::Conversation(1),
+            },
         ],
     ]
 }
@@ -259,10 +345,17 @@ mod regressions {
         let h = Harness::new().unwrap();
         let v = h.vault();
         let (t, c, u) = (h.tenant(0), h.conv(0, 1), h.user(0, 0));
-        v.shred(t, Actor::operator(), ShredScope::Conversation(c)).unwrap();
+        v.shred(t, Actor::operator(), ShredScope::Conversation(c))
+            .unwrap();
         assert!(shredded(v.members(t, c)));
-        assert!(shredded(v.subject_messages(t, Actor::member(u), u, c).map(|_| ())));
-        assert_eq!(v.members(t, h.conv(0, 0)).unwrap().len(), 2, "other conversations read");
+        assert!(shredded(
+            v.subject_messages(t, Actor::member(u), u, c).map(|_| ())
+        ));
+        assert_eq!(
+            v.members(t, h.conv(0, 0)).unwrap().len(),
+            2,
+            "other conversations read"
+        );
         let t1 = h.tenant(1);
         v.shred(t1, Actor::operator(), ShredScope::Tenant).unwrap();
         assert!(shredded(v.members(t1, h.conv(1, 0))));
@@ -275,9 +368,13 @@ mod regressions {
         let h = Harness::new().unwrap();
         let v = h.vault();
         let (t, c) = (h.tenant(0), h.conv(0, 2));
-        v.append(t, c, NewMessage::text(h.user(0, 2), T0, "hi")).unwrap().stored().unwrap();
+        v.append(t, c, NewMessage::text(h.user(0, 2), T0, "hi"))
+            .unwrap()
+            .stored()
+            .unwrap();
         assert_eq!(v.message_count(t, c).unwrap(), 1);
-        v.shred(t, Actor::operator(), ShredScope::Conversation(c)).unwrap();
+        v.shred(t, Actor::operator(), ShredScope::Conversation(c))
+            .unwrap();
         assert!(shredded(v.message_count(t, c)));
         let t1 = h.tenant(1);
         v.shred(t1, Actor::operator(), ShredScope::Tenant).unwrap();
@@ -292,7 +389,10 @@ mod regressions {
         let v = h.vault();
         let (t, c) = (h.tenant(0), h.conv(0, 0));
         for n in 0..3 {
-            v.append(t, c, NewMessage::text(h.user(0, 0), T0 + n, "hi")).unwrap().stored().unwrap();
+            v.append(t, c, NewMessage::text(h.user(0, 0), T0 + n, "hi"))
+                .unwrap()
+                .stored()
+                .unwrap();
         }
         let p = v.page(t, c, None, Direction::Forward, 0).unwrap();
         assert_eq!((p.messages.len(), p.next), (0, Some(1)));
@@ -310,9 +410,17 @@ mod regressions {
         let h = Harness::new().unwrap();
         let v = h.vault();
         let (t, c, u) = (h.tenant(1), h.conv(1, 0), h.user(1, 0));
-        let id = v.append(t, c, NewMessage::text(u, T0, "hi")).unwrap().stored().unwrap();
+        let id = v
+            .append(t, c, NewMessage::text(u, T0, "hi"))
+            .unwrap()
+            .stored()
+            .unwrap();
         v.erase_user(t, Actor::operator(), u).unwrap();
-        assert_eq!(v.get(t, c, id).unwrap().body, "hi", "AuthorErased: still readable");
+        assert_eq!(
+            v.get(t, c, id).unwrap().body,
+            "hi",
+            "AuthorErased: still readable"
+        );
         assert!(shredded(v.edit(t, c, id, "changed", T0 + 1)));
         assert!(shredded(v.delete(t, c, id, T0 + 1)));
         assert!(shredded(v.append(t, c, NewMessage::text(u, T0, "again"))));
@@ -332,9 +440,13 @@ mod regressions_get {
         let v = h.vault();
         let (t, c) = (h.tenant(0), h.conv(0, 0));
         assert!(matches!(v.get(t, c, 0), Err(Error::NotFound { .. })));
-        v.shred(t, Actor::operator(), ShredScope::Conversation(c)).unwrap();
+        v.shred(t, Actor::operator(), ShredScope::Conversation(c))
+            .unwrap();
         for id in [0, 1, 99] {
-            assert!(matches!(v.get(t, c, id), Err(Error::Shredded { .. })), "id {id}");
+            assert!(
+                matches!(v.get(t, c, id), Err(Error::Shredded { .. })),
+                "id {id}"
+            );
         }
     }
 }
@@ -355,13 +467,34 @@ mod regressions_open {
         let day = Retention::Period { ms: 86_400_000 };
         {
             let v = h.vault();
-            let default = Policy { retention: day, ..Default::default() };
-            v.set_tenant_policy(t, op, TenantPolicy { default, members_may_change: true })
+            let default = Policy {
+                retention: day,
+                ..Default::default()
+            };
+            v.set_tenant_policy(
+                t,
+                op,
+                TenantPolicy {
+                    default,
+                    members_may_change: true,
+                },
+            )
+            .unwrap();
+            let ov = PolicyOverride {
+                retention: Some(Retention::Forever),
+                history: None,
+            };
+            v.set_conversation_policy(t, h.conv(0, 1), op, ov, false)
                 .unwrap();
-            let ov = PolicyOverride { retention: Some(Retention::Forever), history: None };
-            v.set_conversation_policy(t, h.conv(0, 1), op, ov, false).unwrap();
-            v.set_tenant_policy(t1, op, TenantPolicy { default, members_may_change: false })
-                .unwrap();
+            v.set_tenant_policy(
+                t1,
+                op,
+                TenantPolicy {
+                    default,
+                    members_may_change: false,
+                },
+            )
+            .unwrap();
             v.append(t1, h.conv(1, 0), NewMessage::text(h.user(1, 0), T0, "kept"))
                 .unwrap()
                 .stored()

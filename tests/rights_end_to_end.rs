@@ -642,3 +642,47 @@ fn exporting_a_shredded_conversation_or_tenant_fails_as_shredded_and_is_audited(
     };
     assert_eq!(outcomes, vec![failed.clone(), AuditOutcome::Done, failed]);
 }
+
+/// A user who wrote in a conversation without being a member of it (the application appended
+/// for them) still finds those messages through access and export: the rights reach every
+/// message they wrote, not only their memberships' (found by the model-based test).
+#[test]
+fn messages_written_outside_ones_memberships_are_in_access_and_export() {
+    let (_d, v, _p) = common::new_vault();
+    let f = common::fixture(&v, "acme", chatvault::TenantOptions::default());
+    let carol = v
+        .create_user(f.t, "carol", chatvault::UserProfile::named("Carol"))
+        .unwrap();
+    v.append(
+        f.t,
+        f.c,
+        chatvault::NewMessage::text(carol, 1_700_000_000_000, "carol, not a member"),
+    )
+    .unwrap()
+    .stored()
+    .unwrap();
+    let a = v
+        .subject_access(f.t, chatvault::Actor::member(carol), carol)
+        .unwrap();
+    assert_eq!(a.conversations.len(), 1);
+    assert_eq!(a.conversations[0].info.id, f.c);
+    assert!(a.conversations[0].membership.is_none());
+    let mut out = Vec::new();
+    v.export_user(
+        f.t,
+        chatvault::Actor::member(carol),
+        carol,
+        &chatvault::ExportOptions::default(),
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let msgs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|j| j["type"] == "message")
+        .collect();
+    assert_eq!(msgs.len(), 1, "{text}");
+    assert_eq!(msgs[0]["body"], "carol, not a member");
+    assert_eq!(msgs[0]["role"], "sent");
+}

@@ -54,8 +54,10 @@ pub const MAX_OPS: usize = 64;
 pub const T0: i64 = 1_700_000_100_000 + 7_000;
 /// Epoch length of each tenant (the minimum the vault accepts, and three times it).
 pub const EPOCH_MS: [u64; TENANTS] = [60_000, 180_000];
-pub const ERASURE: [ErasurePolicy; TENANTS] =
-    [ErasurePolicy::MessagesUnreadable, ErasurePolicy::AuthorErased];
+pub const ERASURE: [ErasurePolicy; TENANTS] = [
+    ErasurePolicy::MessagesUnreadable,
+    ErasurePolicy::AuthorErased,
+];
 /// `sent_at` of an append (and `at_ms` of a window shred), relative to the clock.
 pub const TIME_OFFSETS: [i64; 8] = [-600_000, -180_000, -90_000, -60_000, -1, 0, 1, 60_000];
 /// Clock steps.
@@ -90,7 +92,10 @@ pub enum ShredSel {
     Conversation(u8),
     User(u8),
     /// The window of conversation `c` that holds `now + TIME_OFFSETS[at]`.
-    Window { c: u8, at: u8 },
+    Window {
+        c: u8,
+        at: u8,
+    },
 }
 
 /// What to export.
@@ -107,11 +112,24 @@ pub enum ExportSel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// `append` by user `u` at `now + TIME_OFFSETS[at]`.
-    Append { t: u8, c: u8, u: u8, at: u8 },
+    Append {
+        t: u8,
+        c: u8,
+        u: u8,
+        at: u8,
+    },
     /// `edit` at `now`.
-    Edit { t: u8, c: u8, m: u8 },
+    Edit {
+        t: u8,
+        c: u8,
+        m: u8,
+    },
     /// `delete` at `now`.
-    Delete { t: u8, c: u8, m: u8 },
+    Delete {
+        t: u8,
+        c: u8,
+        m: u8,
+    },
     /// `set_tenant_policy` by an operator.
     TenantPolicy {
         t: u8,
@@ -130,22 +148,49 @@ pub enum Op {
         delete_existing: bool,
         actor: u8,
     },
-    PlaceHold { t: u8, scope: HoldSel },
+    PlaceHold {
+        t: u8,
+        scope: HoldSel,
+    },
     /// Releases active hold `h % holds` (by id), or, when `h % 8 == 7` (or none is active),
     /// an id that is no hold.
-    ReleaseHold { t: u8, h: u8 },
-    Advance { step: u8 },
+    ReleaseHold {
+        t: u8,
+        h: u8,
+    },
+    Advance {
+        step: u8,
+    },
     /// `shred` (`queue = false`) or `shred_or_queue` by an operator.
-    Shred { t: u8, scope: ShredSel, queue: bool },
+    Shred {
+        t: u8,
+        scope: ShredSel,
+        queue: bool,
+    },
     /// `erase_user` of `u`; `by`: 0 operator, else member `by - 1` (themself or someone else).
-    Erase { t: u8, u: u8, by: u8 },
+    Erase {
+        t: u8,
+        u: u8,
+        by: u8,
+    },
     Purge,
-    Export { t: u8, what: ExportSel },
+    Export {
+        t: u8,
+        what: ExportSel,
+    },
     /// Drop the vault, open the same directory with the same key provider and clock.
     Restart,
-    Get { t: u8, c: u8, m: u8 },
+    Get {
+        t: u8,
+        c: u8,
+        m: u8,
+    },
     /// `get`, `append` and `edit` of conversation `c` of the *other* tenant, through tenant `t`.
-    Foreign { t: u8, c: u8, m: u8 },
+    Foreign {
+        t: u8,
+        c: u8,
+        m: u8,
+    },
     /// `page` from id `from - 1` (0: from the start), `limit % 6`.
     Page {
         t: u8,
@@ -155,10 +200,23 @@ pub enum Op {
         limit: u8,
     },
     /// `messages_between(now + TIME_OFFSETS[start], + RANGE_LENS[len])`.
-    Between { t: u8, c: u8, start: u8, len: u8 },
+    Between {
+        t: u8,
+        c: u8,
+        start: u8,
+        len: u8,
+    },
     /// `subject_messages` of user `u` in conversation `c`, asked by the user themself.
-    Subject { t: u8, u: u8, c: u8 },
-    Revisions { t: u8, c: u8, m: u8 },
+    Subject {
+        t: u8,
+        u: u8,
+        c: u8,
+    },
+    Revisions {
+        t: u8,
+        c: u8,
+        m: u8,
+    },
 }
 
 /// Number of op kinds (the opcode of a byte encoding is `byte % OP_KINDS`).
@@ -608,7 +666,14 @@ impl Model {
     /// Whether a record of `c` by `a` at `sent_at` lies in a shredded window or (when the
     /// author decides the key) a shredded author's scope. `any_policy`: the author counts
     /// under either erasure policy (appends: a shredded user cannot write).
-    fn partly_shredded(&self, t: usize, c: usize, a: usize, sent_at: i64, any_policy: bool) -> bool {
+    fn partly_shredded(
+        &self,
+        t: usize,
+        c: usize,
+        a: usize,
+        sent_at: i64,
+        any_policy: bool,
+    ) -> bool {
         let tn = &self.tenants[t];
         tn.shred
             .windows
@@ -782,10 +847,18 @@ pub fn coverage() -> String {
 }
 
 fn record(key: String) {
-    *OUTCOMES.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default() += 1;
+    *OUTCOMES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default() += 1;
 }
 
-fn check<T: std::fmt::Debug + PartialEq>(what: &str, got: chatvault::Result<T>, want: &Want<T>) -> R {
+fn check<T: std::fmt::Debug + PartialEq>(
+    what: &str,
+    got: chatvault::Result<T>,
+    want: &Want<T>,
+) -> R {
     let call = what.split(['(', ' ']).next().unwrap_or(what);
     record(format!(
         "{call}: {}",
@@ -904,21 +977,29 @@ fn parse_export(bytes: &[u8]) -> Result<Vec<XLine>, String> {
             .ok_or_else(|| format!("field {k} of {v} is not a string"))
     };
     let u = |v: &Value, k: &str| -> Result<u64, String> {
-        v[k].as_u64().ok_or_else(|| format!("field {k} of {v} is not a u64"))
+        v[k].as_u64()
+            .ok_or_else(|| format!("field {k} of {v} is not a u64"))
     };
     let i = |v: &Value, k: &str| -> Result<i64, String> {
-        v[k].as_i64().ok_or_else(|| format!("field {k} of {v} is not an i64"))
+        v[k].as_i64()
+            .ok_or_else(|| format!("field {k} of {v} is not an i64"))
     };
     let oi = |v: &Value, k: &str| -> Result<Option<i64>, String> {
         match &v[k] {
             Value::Null => Ok(None),
-            x => x.as_i64().map(Some).ok_or_else(|| format!("field {k} of {v}")),
+            x => x
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| format!("field {k} of {v}")),
         }
     };
     let ou = |v: &Value, k: &str| -> Result<Option<u64>, String> {
         match &v[k] {
             Value::Null => Ok(None),
-            x => x.as_u64().map(Some).ok_or_else(|| format!("field {k} of {v}")),
+            x => x
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("field {k} of {v}")),
         }
     };
     let mut out = Vec::new();
@@ -987,7 +1068,11 @@ fn parse_export(bytes: &[u8]) -> Result<Vec<XLine>, String> {
     Ok(out)
 }
 
-fn role_of(m: &MMsg, u: usize, membership: Option<&(usize, i64, Option<i64>)>) -> Option<MessageRole> {
+fn role_of(
+    m: &MMsg,
+    u: usize,
+    membership: Option<&(usize, i64, Option<i64>)>,
+) -> Option<MessageRole> {
     if m.author == u {
         return Some(MessageRole::Sent);
     }
@@ -1091,7 +1176,11 @@ impl Harness {
         self.users[t].iter().position(|x| *x == u)
     }
 
-    fn msgs_view(&self, t: usize, got: chatvault::Result<Vec<Message>>) -> chatvault::Result<Vec<MMsg>> {
+    fn msgs_view(
+        &self,
+        t: usize,
+        got: chatvault::Result<Vec<Message>>,
+    ) -> chatvault::Result<Vec<MMsg>> {
         got.map(|ms| {
             ms.iter()
                 .map(|m| {
@@ -1189,7 +1278,10 @@ impl Harness {
                     .edit(self.tenants[t], self.convs[t][c], id, &body, now);
                 check("edit", got, &want)?;
                 if want.is_ok() {
-                    let mm = self.model.tenants[t].convs[c].msgs.get_mut(&id).expect("edited");
+                    let mm = self.model.tenants[t].convs[c]
+                        .msgs
+                        .get_mut(&id)
+                        .expect("edited");
                     let written = mm.edited_at.unwrap_or(mm.sent_at);
                     mm.revisions.push((mm.revision, mm.body.clone(), written));
                     mm.revision += 1;
@@ -1213,7 +1305,10 @@ impl Harness {
                 let got = self.v().delete(self.tenants[t], self.convs[t][c], id, now);
                 check("delete", got, &want)?;
                 if want.is_ok() && !already {
-                    let mm = self.model.tenants[t].convs[c].msgs.get_mut(&id).expect("deleted");
+                    let mm = self.model.tenants[t].convs[c]
+                        .msgs
+                        .get_mut(&id)
+                        .expect("deleted");
                     mm.revision += 1;
                     mm.body.clear();
                     mm.edited_at = None;
@@ -1230,7 +1325,11 @@ impl Harness {
                 let t = t as usize % TENANTS;
                 let policy = TenantPolicy {
                     default: Policy {
-                        history: if history_off { History::Off } else { History::On },
+                        history: if history_off {
+                            History::Off
+                        } else {
+                            History::On
+                        },
                         retention: RETENTIONS[retention as usize % RETENTIONS.len()],
                     },
                     members_may_change,
@@ -1401,8 +1500,14 @@ impl Harness {
                 let actor = self.actor(t, by);
                 let who = by as usize % (USERS + 1);
                 if who != 0 && who - 1 != u {
-                    let got = self.v().erase_user(self.tenants[t], actor, self.users[t][u]);
-                    check("erase_user by another member", got.map(|_| ()), &err(EK::PermissionDenied))?;
+                    let got = self
+                        .v()
+                        .erase_user(self.tenants[t], actor, self.users[t][u]);
+                    check(
+                        "erase_user by another member",
+                        got.map(|_| ()),
+                        &err(EK::PermissionDenied),
+                    )?;
                 } else {
                     self.shred(t, MScope::User(u), actor, 2)?;
                 }
@@ -1437,7 +1542,11 @@ impl Harness {
                 let (tid, cid) = (self.tenants[t], self.convs[other][c]);
                 let shredded = self.model.tenants[t].shred.tenant;
                 let want: Want<()> = err(if shredded { EK::Shredded } else { EK::NotFound });
-                check("get of another tenant's conversation", self.v().get(tid, cid, id).map(|_| ()), &want)?;
+                check(
+                    "get of another tenant's conversation",
+                    self.v().get(tid, cid, id).map(|_| ()),
+                    &want,
+                )?;
                 check(
                     "edit of another tenant's conversation",
                     self.v().edit(tid, cid, id.max(1), "x", now).map(|_| ()),
@@ -1462,7 +1571,11 @@ impl Harness {
                     0 => None,
                     f => Some((f as u64 - 1) % (self.model.tenants[t].convs[c].next_id + 1)),
                 };
-                let dir = if backward { Direction::Backward } else { Direction::Forward };
+                let dir = if backward {
+                    Direction::Backward
+                } else {
+                    Direction::Forward
+                };
                 let want: Want<(Vec<MMsg>, Option<u64>)> = if self.model.whole_shredded(t, c) {
                     err(EK::Shredded)
                 } else {
@@ -1490,7 +1603,11 @@ impl Harness {
                     Ok((ms, next)) => self.msgs_view(t, Ok(ms)).map(|ms| (ms, next)),
                     Err(e) => Err(e),
                 };
-                check(&format!("page(from {from:?}, {dir:?}, limit {limit})"), got, &want)?;
+                check(
+                    &format!("page(from {from:?}, {dir:?}, limit {limit})"),
+                    got,
+                    &want,
+                )?;
             }
             Op::Between { t, c, start, len } => {
                 let (t, c) = (t as usize % TENANTS, c as usize % CONVS);
@@ -1539,7 +1656,12 @@ impl Harness {
                     .and_then(|it| it.collect::<chatvault::Result<Vec<_>>>());
                 let got = got.map(|xs| {
                     xs.into_iter()
-                        .map(|(msg, r)| (self.msgs_view(t, Ok(vec![msg])).unwrap_or_default()[0].clone(), r))
+                        .map(|(msg, r)| {
+                            (
+                                self.msgs_view(t, Ok(vec![msg])).unwrap_or_default()[0].clone(),
+                                r,
+                            )
+                        })
                         .collect::<Vec<_>>()
                 });
                 check("subject_messages", got, &want)?;
@@ -1552,7 +1674,11 @@ impl Harness {
                 let got = self
                     .v()
                     .revisions(self.tenants[t], self.convs[t][c], id)
-                    .map(|rs| rs.into_iter().map(|r| (r.revision, r.body, r.written_at_ms)).collect());
+                    .map(|rs| {
+                        rs.into_iter()
+                            .map(|r| (r.revision, r.body, r.written_at_ms))
+                            .collect()
+                    });
                 check(&format!("revisions of {id}"), got, &want)?;
             }
         }
@@ -1582,14 +1708,23 @@ impl Harness {
             if how == 0 {
                 err(EK::LegalHold)
             } else {
-                Ok(Some(m.tenants[t].queue.iter().find(|(_, q)| *q == ms).map(|(s, _)| *s)))
+                Ok(Some(
+                    m.tenants[t]
+                        .queue
+                        .iter()
+                        .find(|(_, q)| *q == ms)
+                        .map(|(s, _)| *s),
+                ))
             }
         } else {
             Ok(None)
         };
         let tid = self.tenants[t];
         let got = match how {
-            0 => self.v().shred(tid, actor, scope).map(ShredOutcome::Shredded),
+            0 => self
+                .v()
+                .shred(tid, actor, scope)
+                .map(ShredOutcome::Shredded),
             1 => self.v().shred_or_queue(tid, actor, scope),
             _ => match scope {
                 ShredScope::User(u) => self.v().erase_user(tid, actor, u),
@@ -1610,9 +1745,7 @@ impl Harness {
         check(&format!("{what} of {scope:?}"), got, &want)?;
         match want {
             Ok(None) => self.model.apply_shred(t, ms),
-            Ok(Some(None)) => self.model.tenants[t]
-                .queue
-                .push((seq.expect("queued"), ms)),
+            Ok(Some(None)) => self.model.tenants[t].queue.push((seq.expect("queued"), ms)),
             _ => {}
         }
         Ok(())
@@ -1694,7 +1827,9 @@ impl Harness {
         let (label, got, want): (String, _, Want<Vec<XLine>>) = match what {
             ExportSel::Conversation(c) => {
                 let c = c as usize % CONVS;
-                let got = self.v().export_conversation(tid, op, self.convs[t][c], &o, &mut out);
+                let got = self
+                    .v()
+                    .export_conversation(tid, op, self.convs[t][c], &o, &mut out);
                 let want = if m.whole_shredded(t, c) {
                     err(EK::Shredded)
                 } else {
@@ -1711,14 +1846,21 @@ impl Harness {
             }
             ExportSel::User(u) => {
                 let u = u as usize % USERS;
-                let got = self.v().export_user(tid, op, self.users[t][u], &o, &mut out);
+                let got = self
+                    .v()
+                    .export_user(tid, op, self.users[t][u], &o, &mut out);
                 let want = if m.user_shredded(t, u) {
                     err(EK::Shredded)
                 } else {
                     let mut lines = vec![header("user", Some(uid(u)), None), user_line(u)];
                     for c in 0..CONVS {
                         let member = m.tenants[t].convs[c].members.iter().any(|x| x.0 == u);
-                        if member && !m.whole_shredded(t, c) {
+                        // A conversation they wrote in without a membership counts while a
+                        // message of theirs is readable there, found by the author iid in the
+                        // time index: only where records name their author in clear.
+                        let wrote = ERASURE[t] == ErasurePolicy::MessagesUnreadable
+                            && m.visible(t, c).iter().any(|msg| msg.author == u);
+                        if (member || wrote) && !m.whole_shredded(t, c) {
                             conv_lines(c, Some(u), &mut lines);
                         }
                     }
@@ -1755,7 +1897,10 @@ impl Harness {
             }
         };
         let want = want.map(|mut lines| {
-            let messages = lines.iter().filter(|l| matches!(l, XLine::Message { .. })).count() as u64;
+            let messages = lines
+                .iter()
+                .filter(|l| matches!(l, XLine::Message { .. }))
+                .count() as u64;
             lines.push(XLine::End {
                 records: lines.len() as u64,
                 messages,
@@ -1766,7 +1911,11 @@ impl Harness {
             Ok(sum) => {
                 let lines = parse_export(&out).map_err(|e| format!("{label}: {e}"))?;
                 if sum.records + 1 != lines.len() as u64 {
-                    return Err(format!("{label}: summary says {} records, {} lines", sum.records, lines.len()));
+                    return Err(format!(
+                        "{label}: summary says {} records, {} lines",
+                        sum.records,
+                        lines.len()
+                    ));
                 }
                 Ok(lines)
             }
@@ -1783,36 +1932,56 @@ impl Harness {
             .filter(|&t| !m.tenants[t].shred.tenant)
             .map(|t| self.tenants[t])
             .collect();
-        check("tenants()", v.tenants().map(|ts| ts.into_iter().map(|i| i.id).collect()), &Ok(live))?;
-        if !v.verify_receipts(None).map_err(|e| e.to_string())?.is_intact() {
+        check(
+            "tenants()",
+            v.tenants().map(|ts| ts.into_iter().map(|i| i.id).collect()),
+            &Ok(live),
+        )?;
+        if !v
+            .verify_receipts(None)
+            .map_err(|e| e.to_string())?
+            .is_intact()
+        {
             return Err("the receipt chain does not verify".into());
         }
         for t in 0..TENANTS {
             let tn = &m.tenants[t];
             let tid = self.tenants[t];
             let tg = tn.shred.tenant;
-            check(&format!("tenant_policy(t{t})"), v.tenant_policy(tid), &gone_or(tg, tn.policy))?;
+            check(
+                &format!("tenant_policy(t{t})"),
+                v.tenant_policy(tid),
+                &gone_or(tg, tn.policy),
+            )?;
             let want_holds: Vec<(u64, HoldScope)> = tn
                 .holds
                 .iter()
                 .map(|(id, h)| {
-                    (*id, match *h {
-                        MHold::Tenant => HoldScope::Tenant,
-                        MHold::Conv(c) => HoldScope::Conversation(self.convs[t][c]),
-                        MHold::Custodian(u) => HoldScope::Custodian(self.users[t][u]),
-                    })
+                    (
+                        *id,
+                        match *h {
+                            MHold::Tenant => HoldScope::Tenant,
+                            MHold::Conv(c) => HoldScope::Conversation(self.convs[t][c]),
+                            MHold::Custodian(u) => HoldScope::Custodian(self.users[t][u]),
+                        },
+                    )
                 })
                 .collect();
             check(
                 &format!("holds(t{t})"),
-                v.holds(tid).map(|hs| hs.into_iter().map(|h| (h.id, h.scope)).collect()),
+                v.holds(tid)
+                    .map(|hs| hs.into_iter().map(|h| (h.id, h.scope)).collect()),
                 &gone_or(tg, want_holds),
             )?;
-            let want_q: Vec<(u64, ShredScope)> =
-                tn.queue.iter().map(|(s, q)| (*s, self.scope(t, *q))).collect();
+            let want_q: Vec<(u64, ShredScope)> = tn
+                .queue
+                .iter()
+                .map(|(s, q)| (*s, self.scope(t, *q)))
+                .collect();
             check(
                 &format!("queued_erasures(t{t})"),
-                v.queued_erasures(tid).map(|qs| qs.into_iter().map(|q| (q.seq, q.scope)).collect()),
+                v.queued_erasures(tid)
+                    .map(|qs| qs.into_iter().map(|q| (q.seq, q.scope)).collect()),
                 &Ok(want_q),
             )?;
             let live_convs: Vec<ConversationId> = (0..CONVS)
@@ -1821,15 +1990,18 @@ impl Harness {
                 .collect();
             check(
                 &format!("conversations(t{t})"),
-                v.conversations(tid)
-                    .and_then(|it| it.map(|c| c.map(|c| c.id)).collect::<chatvault::Result<Vec<_>>>()),
+                v.conversations(tid).and_then(|it| {
+                    it.map(|c| c.map(|c| c.id))
+                        .collect::<chatvault::Result<Vec<_>>>()
+                }),
                 &gone_or(tg, live_convs),
             )?;
             for u in 0..USERS {
                 let uid = self.users[t][u];
                 check(
                     &format!("user(t{t}, u{u})"),
-                    v.user(tid, uid).map(|i| (i.external_id, i.profile.display_name)),
+                    v.user(tid, uid)
+                        .map(|i| (i.external_id, i.profile.display_name)),
                     &gone_or(m.user_shredded(t, u), (user_ext(u), user_name(u))),
                 )?;
                 let convs: Vec<ConversationId> = if tn.shred.users.contains(&u) {
@@ -1863,12 +2035,18 @@ impl Harness {
                     v.conversation_policy(tid, cid),
                     &gone_or(cg, (mc.ov, m.effective(t, c))),
                 )?;
-                let members: Vec<(UserId, i64, Option<i64>)> =
-                    mc.members.iter().map(|&(u, j, l)| (self.users[t][u], j, l)).collect();
+                let members: Vec<(UserId, i64, Option<i64>)> = mc
+                    .members
+                    .iter()
+                    .map(|&(u, j, l)| (self.users[t][u], j, l))
+                    .collect();
                 check(
                     &format!("members(t{t}, c{c})"),
-                    v.members(tid, cid)
-                        .map(|ms| ms.into_iter().map(|x| (x.user, x.joined_at_ms, x.left_at_ms)).collect()),
+                    v.members(tid, cid).map(|ms| {
+                        ms.into_iter()
+                            .map(|x| (x.user, x.joined_at_ms, x.left_at_ms))
+                            .collect()
+                    }),
                     &gone_or(cg, members),
                 )?;
                 check(
@@ -1878,7 +2056,11 @@ impl Harness {
                 )?;
                 let vis: Vec<MMsg> = m.visible(t, c).iter().map(shown).collect();
                 let count = vis.iter().filter(|x| x.deleted_at.is_none()).count() as u64;
-                check(&format!("message_count(t{t}, c{c})"), v.message_count(tid, cid), &gone_or(cg, count))?;
+                check(
+                    &format!("message_count(t{t}, c{c})"),
+                    v.message_count(tid, cid),
+                    &gone_or(cg, count),
+                )?;
                 for (dir, want) in [
                     (Direction::Forward, vis.clone()),
                     (Direction::Backward, vis.iter().rev().cloned().collect()),
@@ -1886,7 +2068,11 @@ impl Harness {
                     let got = v
                         .messages(tid, cid, None, dir)
                         .and_then(|it| it.collect::<chatvault::Result<Vec<_>>>());
-                    check(&format!("messages(t{t}, c{c}, {dir:?})"), self.msgs_view(t, got), &gone_or(cg, want))?;
+                    check(
+                        &format!("messages(t{t}, c{c}, {dir:?})"),
+                        self.msgs_view(t, got),
+                        &gone_or(cg, want),
+                    )?;
                 }
                 for id in 0..=mc.next_id {
                     self.check_get(t, c, id)?;
