@@ -1308,6 +1308,9 @@ impl Vault {
 
     /// Streams a conversation's messages by id, starting at `from` (inclusive; `None` = the
     /// first message in `direction`). Holds one RocksDB iterator and one message at a time.
+    ///
+    /// Errors (before anything is read): [`Error::NotFound`] for a conversation that is not
+    /// the tenant's (another tenant's id included); [`Error::Shredded`].
     pub fn messages(
         &self,
         tenant: TenantId,
@@ -1316,7 +1319,8 @@ impl Vault {
         direction: Direction,
     ) -> Result<MessageIter<'_>> {
         let i = &self.inner;
-        i.check_conversation_alive(tenant.0, conv.0)?;
+        // Shredded, or not a conversation of this tenant (NotFound), before any iterator.
+        i.conv_state(tenant.0, conv.0)?;
         let prefix = KeyBuf::new().u64(tenant.0).u64(conv.0).into_vec();
         // Before the iterator (and its implicit snapshot) exists.
         let gen = i.rekey_generation.load(Ordering::Acquire);
@@ -1384,7 +1388,7 @@ impl Vault {
         end_ms: i64,
     ) -> Result<impl Iterator<Item = Result<Message>> + '_> {
         let i = &self.inner;
-        i.check_conversation_alive(tenant.0, conv.0)?;
+        i.conv_state(tenant.0, conv.0)?;
         let lower = KeyBuf::new()
             .u64(tenant.0)
             .u64(conv.0)

@@ -508,4 +508,26 @@ mod regressions_open {
         assert_eq!(v.get(t1, h.conv(1, 0), 1).unwrap().body, "kept");
         assert_eq!(v.tenants().unwrap().len(), 1);
     }
+
+    /// Found by the model: `messages` and `messages_between` of another tenant's conversation
+    /// answered an empty listing where `get` answers `NotFound`.
+    #[test]
+    fn listing_another_tenants_conversation_is_not_found() {
+        let h = Harness::new().unwrap();
+        let v = h.vault();
+        let (t0, other) = (h.tenant(0), h.conv(1, 0));
+        let e = v
+            .messages(t0, other, None, chatvault::Direction::Forward)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(e, chatvault::Error::NotFound { .. }), "{e:?}");
+        let e = v
+            .messages_between(t0, other, 0, i64::MAX)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(e, chatvault::Error::NotFound { .. }), "{e:?}");
+        assert!(v
+            .messages(t0, h.conv(0, 0), None, chatvault::Direction::Forward)
+            .is_ok());
+    }
 }
