@@ -298,25 +298,7 @@ fn hold_release_and_read_say_what_happened_to_shredded_messages() {
 
     // A shred and a purge whose root key cannot get new versions warn in the library; the CLI
     // says it in its output or error (exit 3) and prints no WARN log line on stderr.
-    let text = std::fs::read_to_string(&cli.key).unwrap();
-    let entry = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.starts_with('#') && l.contains(':'))
-        .unwrap()
-        .to_string();
-    let with_env_key = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_chatvault"))
-            .args(args)
-            .arg("--data")
-            .arg(&cli.data)
-            .env("CHATVAULT_ROOT_KEY", &entry)
-            .env_remove("CHATVAULT_KEY_FILE")
-            .env_remove("CHATVAULT_DATA")
-            .env_remove("CHATVAULT_LOG")
-            .output()
-            .unwrap()
-    };
+    let with_env_key = |args: &[&str]| cli.run_with_env_key(args, &[]);
     let o = with_env_key(&["shred", "conversation", "ubuntu", "2011-11-13_02", "--yes"]);
     let (out, err) = (
         String::from_utf8_lossy(&o.stdout),
@@ -446,35 +428,18 @@ fn json_failures_empty_key_file_variable_and_missing_key() {
     let o = cli.run(&["ls", "nosuchtenant"]);
     assert!(o.stdout.is_empty());
 
-    let text = std::fs::read_to_string(&cli.key).unwrap();
-    let entry = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.starts_with('#') && l.contains(':'))
-        .unwrap()
-        .to_string();
-    let bare = |envs: &[(&str, &str)], args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_chatvault"));
-        c.args(args)
-            .arg("--data")
-            .arg(&cli.data)
-            .env_remove("CHATVAULT_ROOT_KEY")
-            .env_remove("CHATVAULT_KEY_FILE")
-            .env_remove("CHATVAULT_DATA");
-        for (k, v) in envs {
-            c.env(k, v);
-        }
-        c.output().unwrap()
-    };
     // CHATVAULT_KEY_FILE="" beside CHATVAULT_ROOT_KEY: no "both are given" error.
-    let o = bare(
-        &[("CHATVAULT_KEY_FILE", ""), ("CHATVAULT_ROOT_KEY", &entry)],
-        &["ls"],
-    );
+    let o = cli.run_with_env_key(&["ls"], &[("CHATVAULT_KEY_FILE", "")]);
     assert!(o.status.success(), "{o:?}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
     // No key at all: exit 2 (bad usage), saying how to give one.
-    let o = bare(&[("CHATVAULT_KEY_FILE", "")], &["ls"]);
+    let o = Command::new(env!("CARGO_BIN_EXE_chatvault"))
+        .args(["ls", "--data"])
+        .arg(&cli.data)
+        .env_remove("CHATVAULT_ROOT_KEY")
+        .env("CHATVAULT_KEY_FILE", "")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("no root key: pass --key-file FILE"));
 

@@ -357,24 +357,8 @@ fn restore_after_a_shred_never_brings_it_back() {
 #[test]
 fn shred_says_when_old_copies_stay_exposed() {
     let cli = Cli::with_sample();
-    // The key file's `VERSION:HEX` lines, as CHATVAULT_ROOT_KEY takes them.
-    let text = std::fs::read_to_string(&cli.key).unwrap();
-    let env_value: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#') && l.contains(':'))
-        .collect();
-    assert_eq!(env_value.len(), 1, "{text}");
     let run = |args: &[&str]| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_chatvault"))
-            .args(args)
-            .arg("--data")
-            .arg(&cli.data)
-            .env("CHATVAULT_ROOT_KEY", env_value[0])
-            .env_remove("CHATVAULT_KEY_FILE")
-            .env_remove("CHATVAULT_DATA")
-            .output()
-            .unwrap();
+        let o = cli.run_with_env_key(args, &[]);
         assert!(o.status.success(), "{o:?}");
         String::from_utf8(o.stdout).unwrap()
     };

@@ -462,11 +462,11 @@ fn restore_never_brings_back_an_erasure_or_a_queued_erasure() {
 fn with_rekey_after_shred_off_old_copies_open_until_a_pass_runs() {
     let (dir, v, key) = vault_with_key_file();
     drop(v);
-    let off = VaultOptions {
+    let off = || VaultOptions {
         rekey_after_shred: false,
         ..VaultOptions::default()
     };
-    let v = Vault::open(dir.path().join("data"), provider(&key), off).unwrap();
+    let v = Vault::open(dir.path().join("data"), provider(&key), off()).unwrap();
     let f = common::fixture(&v, "acme", Default::default());
     let id = v
         .append(f.t, f.c, NewMessage::text(f.alice, T0, "before"))
@@ -479,26 +479,9 @@ fn with_rekey_after_shred_off_old_copies_open_until_a_pass_runs() {
         .unwrap();
     assert_eq!(v.key_paths_pending().unwrap(), 1);
     let r = dir.path().join("r");
-    Vault::restore(
-        &cp,
-        &r,
-        provider(&key),
-        VaultOptions {
-            rekey_after_shred: false,
-            ..VaultOptions::default()
-        },
-    )
-    .unwrap();
+    Vault::restore(&cp, &r, provider(&key), off()).unwrap();
     {
-        let w = Vault::open(
-            &r,
-            provider(&key),
-            VaultOptions {
-                rekey_after_shred: false,
-                ..VaultOptions::default()
-            },
-        )
-        .unwrap();
+        let w = Vault::open(&r, provider(&key), off()).unwrap();
         assert_eq!(w.get(f.t, f.c, id).unwrap().body, "before");
     }
     std::fs::remove_dir_all(&r).unwrap();

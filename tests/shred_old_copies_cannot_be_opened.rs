@@ -86,6 +86,24 @@ fn attack(
     }
 }
 
+/// The attack with every key the live vault at `data` unwraps: which of `destroyed` (places in
+/// the old copy's `keys`) it recovers from `old_keys`, in hex.
+fn recovered(
+    p: &dyn KeyProvider,
+    data: &Path,
+    old_keys: &BTreeMap<Vec<u8>, Vec<u8>>,
+    destroyed: &[Vec<u8>],
+) -> Vec<String> {
+    let live = attack(p, &[], &wrapped_keys(data));
+    let live_keys: Vec<SecretKey> = live.values().cloned().collect();
+    let after = attack(p, &live_keys, old_keys);
+    destroyed
+        .iter()
+        .filter(|k| after.contains_key(*k))
+        .map(hex::encode)
+        .collect()
+}
+
 fn key_file_provider(path: &Path) -> Arc<StaticKeyProvider> {
     Arc::new(StaticKeyProvider::from_file(path).unwrap())
 }
@@ -166,14 +184,7 @@ fn right_after_a_shred_an_old_copy_opens_nothing_it_destroyed() {
         Vault::open(&old, key_file_provider(&key_file), VaultOptions::default()),
         Err(Error::WrongRootKey { .. })
     ));
-    let live = attack(p.as_ref(), &[], &wrapped_keys(&data));
-    let live_keys: Vec<SecretKey> = live.values().cloned().collect();
-    let after = attack(p.as_ref(), &live_keys, &old_keys);
-    let exposed: Vec<String> = destroyed
-        .iter()
-        .filter(|k| after.contains_key(*k))
-        .map(hex::encode)
-        .collect();
+    let exposed = recovered(p.as_ref(), &data, &old_keys, &destroyed);
     assert!(
         exposed.is_empty(),
         "recovered from the old copy: {exposed:?}"
@@ -391,15 +402,11 @@ fn an_old_copy_cannot_open_shredded_data_with_every_live_key() {
         Err(Error::WrongRootKey { .. })
     ));
     // ...and the attack with every live key recovers none of the destroyed keys.
-    let live = attack(p2.as_ref(), &[], &wrapped_keys(&data));
-    assert!(live.len() >= 10, "the live keys: {}", live.len());
-    let live_keys: Vec<SecretKey> = live.values().cloned().collect();
-    let after = attack(p2.as_ref(), &live_keys, &old_keys);
-    let exposed: Vec<String> = destroyed
-        .iter()
-        .filter(|k| after.contains_key(*k))
-        .map(hex::encode)
-        .collect();
+    assert!(
+        attack(p2.as_ref(), &[], &wrapped_keys(&data)).len() >= 10,
+        "the live keys"
+    );
+    let exposed = recovered(p2.as_ref(), &data, &old_keys, &destroyed);
     assert!(
         exposed.is_empty(),
         "destroyed keys recovered from the old copy: {exposed:?}"

@@ -282,6 +282,34 @@ impl Cli {
             .expect("run chatvault")
     }
 
+    /// The key file's `VERSION:HEX` lines, comma-separated: the root key as
+    /// CHATVAULT_ROOT_KEY takes it.
+    pub fn root_key_env_value(&self) -> String {
+        let text = std::fs::read_to_string(&self.key).expect("key file");
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#') && l.contains(':'))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Runs `chatvault ARGS` with the root key in CHATVAULT_ROOT_KEY (which cannot get new
+    /// versions) instead of the key file, and `extra` variables.
+    pub fn run_with_env_key(&self, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_chatvault"));
+        c.args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .env("CHATVAULT_ROOT_KEY", self.root_key_env_value())
+            .env_remove("CHATVAULT_KEY_FILE")
+            .env_remove("CHATVAULT_DATA")
+            .env_remove("CHATVAULT_LOG");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.output().expect("run chatvault")
+    }
+
     /// Runs; returns the exit code and stdout followed by stderr.
     pub fn out(&self, args: &[&str]) -> (Option<i32>, String) {
         let o = self.run(args);
