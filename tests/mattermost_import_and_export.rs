@@ -310,6 +310,35 @@ fn malformed_lines_are_named_and_what_was_imported_stays() {
     assert!(s.contains("line 6") && s.contains("\"ghost\""), "{s}");
 }
 
+/// Regression (found while factoring the parse layer out for the fuzz target
+/// `mattermost_export`): a line that is not JSON (or not UTF-8) after posts still in the
+/// importer's batch dropped those posts, although the error says that what was imported before
+/// it stays.
+#[test]
+fn posts_still_batched_before_a_bad_json_line_are_kept() {
+    let (d, v, _p) = common::new_vault();
+    let good = generated();
+    let post = |n: i64| {
+        json!({"type": "post", "post": {"team": "acme", "channel": "town-square", "user": "alice",
+               "message": format!("post {n}"), "create_at": 1_704_067_200_000i64 + n}})
+    };
+    for (name, bad) in [
+        ("json.jsonl", b"{\"type\":\"post\",oops}\n".to_vec()),
+        ("utf8.jsonl", b"{\"type\":\"emoji\",\"x\":\"\xff\"}\n".to_vec()),
+    ] {
+        let mut text = lines(&good[..5]).into_bytes();
+        text.extend_from_slice(lines(&[post(1), post(2)]).as_bytes());
+        text.extend_from_slice(&bad);
+        let path = d.path().join(name);
+        std::fs::write(&path, &text).unwrap();
+        let e = import_as(&v, &path, Some(name)).unwrap_err();
+        assert!(e.to_string().contains("line 8"), "{e}");
+        let t = v.tenant(name).unwrap();
+        let c = v.conversation_id(t, "acme/town-square").unwrap();
+        assert_eq!(v.last_message_id(t, c).unwrap(), 2, "{name}: the two posts stay");
+    }
+}
+
 /// Opt-in (`cargo test --test mattermost_import_and_export -- --ignored`): the shared corpus's
 /// files import and round-trip like the copies in tests/data.
 #[test]
