@@ -227,7 +227,7 @@ pub(crate) fn decode_tombstone(v: &[u8]) -> Option<Tombstone> {
 }
 
 /// A format-1 tombstone in the current layout, if `v` is one.
-fn upgrade_tombstone(v: &[u8]) -> Option<Tombstone> {
+pub(crate) fn upgrade_tombstone(v: &[u8]) -> Option<Tombstone> {
     let (old, rest) = postcard::take_from_bytes::<TombstoneV1>(v).ok()?;
     if !rest.is_empty() {
         return None;

@@ -50,6 +50,12 @@ pub fn direct_channel_id(members: &[&str]) -> String {
     format!("dm:{}", m.join(","))
 }
 
+/// The `members` field kept in a direct channel's external reference: the members as written,
+/// joined by `,` (read back by the Mattermost writer).
+pub(crate) fn direct_members_field(members: &[&str]) -> String {
+    members.join(",")
+}
+
 /// The profile chatvault keeps of a Mattermost user (sealed under the user key).
 pub(crate) fn profile_of(u: &Value) -> UserProfile {
     let first = str_of(u, "first_name").unwrap_or_default();
@@ -640,7 +646,7 @@ impl Run<'_, '_> {
         }
         let mut fields = BTreeMap::from([
             ("type".to_string(), "direct_channel".to_string()),
-            ("members".to_string(), names.join(",")),
+            ("members".to_string(), direct_members_field(&names)),
         ]);
         if let Some(h) = header {
             fields.insert("header".to_string(), h.to_string());
