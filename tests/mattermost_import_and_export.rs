@@ -339,6 +339,47 @@ fn posts_still_batched_before_a_bad_json_line_are_kept() {
     }
 }
 
+/// Regression (fuzz target `mattermost_export`): a direct channel's external id joins its
+/// members' usernames with `,`, and the writer splits the kept member list at `,`, so a
+/// username with a `,` made two direct channels one (`a` + `b,c` and `a,b` + `c` are both
+/// `dm:a,b,c`) and did not export back. Mattermost's usernames never hold a `,`: such a user
+/// or member is refused, naming the line.
+#[test]
+fn a_username_with_a_comma_is_refused() {
+    let (d, v, _p) = common::new_vault();
+    let user = |name: &str| json!({"type": "user", "user": {"username": name, "teams": []}});
+    let dm = |members: &[&str], by: &str, t: i64| {
+        json!({"type": "direct_post", "direct_post": {"channel_members": members, "user": by,
+               "message": format!("from {by}"), "create_at": t}})
+    };
+    let mut file = vec![json!({"type": "version", "version": 1}), user("a"), user("c")];
+    file.push(user("b,c"));
+    file.push(user("a,b"));
+    file.push(dm(&["a", "b,c"], "a", 1_704_067_200_000));
+    file.push(dm(&["a,b", "c"], "c", 1_704_067_300_000));
+    let path = d.path().join("comma.jsonl");
+    std::fs::write(&path, lines(&file)).unwrap();
+    let e = import_as(&v, &path, Some("comma")).unwrap_err();
+    let s = e.to_string();
+    assert!(matches!(e, ImportError::Malformed { .. }), "{s}");
+    assert!(s.contains("line 4") && s.contains("\"b,c\"") && s.contains("','"), "{s}");
+
+    // A member with a `,` in a direct channel or post is refused too.
+    for (n, bad) in [
+        json!({"type": "direct_channel", "direct_channel": {"members": ["a", "x,y"]}}),
+        dm(&["a", "x,y"], "a", 1_704_067_200_000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = d.path().join(format!("member{n}.jsonl"));
+        let file = [json!({"type": "version", "version": 1}), user("a"), bad];
+        std::fs::write(&path, lines(&file)).unwrap();
+        let s = import_as(&v, &path, Some("comma")).unwrap_err().to_string();
+        assert!(s.contains("line 3") && s.contains("\"x,y\""), "{s}");
+    }
+}
+
 /// Opt-in (`cargo test --test mattermost_import_and_export -- --ignored`): the shared corpus's
 /// files import and round-trip like the copies in tests/data.
 #[test]

@@ -192,7 +192,13 @@ pub struct MmPostBody {
 /// a direct channel's external id ([`direct_channel_id`]; Mattermost's own usernames are
 /// lowercase letters, digits, `.`, `-` and `_`).
 fn username<'a>(file: &str, entry: &str, what: &str, s: &'a str) -> Result<&'a str, ImportError> {
-    let _ = (file, entry, what);
+    if s.contains(',') {
+        return Err(malformed(
+            file,
+            entry,
+            format!("{what} {s:?} contains ',', which no Mattermost username does"),
+        ));
+    }
     Ok(s)
 }
 

@@ -263,8 +263,8 @@ pub struct SlackConversation {
     /// The folder of its day files: its id for a DM or a conversation without a name, else
     /// its name.
     pub folder: String,
-    /// `created` (Unix seconds, a number or a numeric string; 0 if absent or negative) in UTC
-    /// ms: the join time of its members.
+    /// `created` (Unix seconds, a number or a numeric string; 0 if absent, negative, or too
+    /// large for UTC ms in an `i64`) in UTC ms: the join time of its members.
     pub created_ms: i64,
     /// Its `members`, as Slack user ids (a member that is not a string is `""`, which no user
     /// has).
@@ -297,7 +297,11 @@ pub fn parse_conversation(
         ("dm", _) | (_, None) => id.to_string(),
         (_, Some(n)) => n.to_string(),
     };
-    let created_ms = int_of(ch, "created").unwrap_or(0).max(0) * 1000;
+    let created_ms = int_of(ch, "created")
+        .unwrap_or(0)
+        .max(0)
+        .checked_mul(1000)
+        .unwrap_or(0);
     let members = ch
         .get("members")
         .and_then(Value::as_array)
@@ -832,6 +836,26 @@ pub(crate) fn dry_run<R: Read + Seek>(
 mod tests {
     use super::*;
     use crate::import::write_back::ms_to_ts;
+
+    /// Regression (fuzz target `slack_export`): a `created` beyond what i64 milliseconds hold
+    /// (here a numeric string, 3.3e18 seconds) overflowed `* 1000`: a panic in debug builds, a
+    /// wrapped (possibly negative) join time in release builds.
+    #[test]
+    fn a_created_time_out_of_range_is_no_overflow() {
+        for created in [
+            serde_json::json!("3330662124416565900"),
+            serde_json::json!(9.3e18),
+            serde_json::json!(i64::MAX),
+        ] {
+            let ch = serde_json::json!({"id": "C1", "name": "general", "created": created});
+            let c = parse_conversation("channels.json", "channel", 0, &ch).unwrap();
+            assert_eq!(c.created_ms, 0, "{created}");
+            assert_eq!(c.fields["created"], text_of(&created), "kept as written");
+        }
+        let ch = serde_json::json!({"id": "C1", "created": "1452988822"});
+        let c = parse_conversation("channels.json", "channel", 0, &ch).unwrap();
+        assert_eq!(c.created_ms, 1_452_988_822_000);
+    }
 
     #[test]
     fn ts_parses_to_ms_and_back() {
