@@ -20,7 +20,7 @@ use crate::import::write_back::MmPlace;
 use crate::import::{ExternalRef, ImportError};
 use crate::keys::{KeyProvider, SecretKey, StaticKeyProvider};
 use crate::shred::{QueuedErasure, ReceiptEvent, ShredReceipt, Tombstone};
-use crate::{AuditEvent, AuditOutcome, Attachment, MessageKind, UserId};
+use crate::{Attachment, AuditEvent, AuditOutcome, MessageKind, UserId};
 
 // ------------------------------------------------------------------ envelope and keys
 

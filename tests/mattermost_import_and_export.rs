@@ -324,7 +324,10 @@ fn posts_still_batched_before_a_bad_json_line_are_kept() {
     };
     for (name, bad) in [
         ("json.jsonl", b"{\"type\":\"post\",oops}\n".to_vec()),
-        ("utf8.jsonl", b"{\"type\":\"emoji\",\"x\":\"\xff\"}\n".to_vec()),
+        (
+            "utf8.jsonl",
+            b"{\"type\":\"emoji\",\"x\":\"\xff\"}\n".to_vec(),
+        ),
     ] {
         let mut text = lines(&good[..5]).into_bytes();
         text.extend_from_slice(lines(&[post(1), post(2)]).as_bytes());
@@ -335,7 +338,11 @@ fn posts_still_batched_before_a_bad_json_line_are_kept() {
         assert!(e.to_string().contains("line 8"), "{e}");
         let t = v.tenant(name).unwrap();
         let c = v.conversation_id(t, "acme/town-square").unwrap();
-        assert_eq!(v.last_message_id(t, c).unwrap(), 2, "{name}: the two posts stay");
+        assert_eq!(
+            v.last_message_id(t, c).unwrap(),
+            2,
+            "{name}: the two posts stay"
+        );
     }
 }
 
@@ -352,7 +359,11 @@ fn a_username_with_a_comma_is_refused() {
         json!({"type": "direct_post", "direct_post": {"channel_members": members, "user": by,
                "message": format!("from {by}"), "create_at": t}})
     };
-    let mut file = vec![json!({"type": "version", "version": 1}), user("a"), user("c")];
+    let mut file = vec![
+        json!({"type": "version", "version": 1}),
+        user("a"),
+        user("c"),
+    ];
     file.push(user("b,c"));
     file.push(user("a,b"));
     file.push(dm(&["a", "b,c"], "a", 1_704_067_200_000));
@@ -362,7 +373,10 @@ fn a_username_with_a_comma_is_refused() {
     let e = import_as(&v, &path, Some("comma")).unwrap_err();
     let s = e.to_string();
     assert!(matches!(e, ImportError::Malformed { .. }), "{s}");
-    assert!(s.contains("line 4") && s.contains("\"b,c\"") && s.contains("','"), "{s}");
+    assert!(
+        s.contains("line 4") && s.contains("\"b,c\"") && s.contains("','"),
+        "{s}"
+    );
 
     // A member with a `,` in a direct channel or post is refused too.
     for (n, bad) in [
@@ -378,6 +392,20 @@ fn a_username_with_a_comma_is_refused() {
         let s = import_as(&v, &path, Some("comma")).unwrap_err().to_string();
         assert!(s.contains("line 3") && s.contains("\"x,y\""), "{s}");
     }
+}
+
+/// Regression (found writing the fuzz target `mattermost_export`): a blank first line was
+/// skipped before the version check, so a file without the version line was read.
+#[test]
+fn a_blank_first_line_is_no_version_line() {
+    let (d, v, _p) = common::new_vault();
+    let path = d.path().join("blank.jsonl");
+    std::fs::write(&path, format!("\n{}", lines(&generated()[1..]))).unwrap();
+    let s = import_as(&v, &path, Some("blank")).unwrap_err().to_string();
+    assert!(
+        s.contains("blank.jsonl, line 1") && s.contains("version"),
+        "{s}"
+    );
 }
 
 /// Opt-in (`cargo test --test mattermost_import_and_export -- --ignored`): the shared corpus's

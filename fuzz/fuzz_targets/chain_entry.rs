@@ -51,11 +51,20 @@ fuzz_target!(|data: &[u8]| {
     let chain = TestChain::new(id, &SecretKey::from_bytes([0x5a; 32]));
 
     // 1. Arbitrary bytes as entry 0.
-    let r = chain.verify(&[(key(id, 0), data.to_vec())], None).expect("no read errors");
+    let r = chain
+        .verify(&[(key(id, 0), data.to_vec())], None)
+        .expect("no read errors");
     let b = r.broken.as_ref().expect("arbitrary bytes never verify");
     assert_eq!((b.seq, r.entries, r.head), (0, 0, None));
     let decodes = decode_chain_entry(data).is_some();
-    assert_eq!(b.fault, if decodes { ChainFault::Edited } else { ChainFault::Malformed });
+    assert_eq!(
+        b.fault,
+        if decodes {
+            ChainFault::Edited
+        } else {
+            ChainFault::Malformed
+        }
+    );
 
     // 3. Bodies.
     if let Some(e) = decode_receipt_body(data) {
@@ -94,7 +103,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(r.entries, count as u64);
     let head = r.head.expect("at least one entry");
     assert_eq!(head.seq, count as u64 - 1);
-    assert!(chain.verify(&entries, Some(&head)).expect("reads").is_intact());
+    assert!(chain
+        .verify(&entries, Some(&head))
+        .expect("reads")
+        .is_intact());
 
     let i = c[1] as usize % count;
     let pos = u16::from_be_bytes([c[3], c[4]]) as usize;
@@ -106,7 +118,14 @@ fuzz_target!(|data: &[u8]| {
             let v = &mut x[i].1;
             let p = pos % v.len();
             v[p] ^= xor;
-            (i, if p == 0 { vec![ChainFault::Malformed] } else { vec![ChainFault::Edited] })
+            (
+                i,
+                if p == 0 {
+                    vec![ChainFault::Malformed]
+                } else {
+                    vec![ChainFault::Edited]
+                },
+            )
         }
         1 => {
             let v = &mut x[i].1;

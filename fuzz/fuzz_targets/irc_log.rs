@@ -55,7 +55,14 @@ fn clock(s: &str) -> Option<i64> {
     Some(h * HOUR_MS + m * 60_000 + s * 1000)
 }
 
-fn check_log(name: &str, text: &str, annotation: Option<&str>, log: &IrcLog, twelve: bool, ooo: u32) {
+fn check_log(
+    name: &str,
+    text: &str,
+    annotation: Option<&str>,
+    log: &IrcLog,
+    twelve: bool,
+    ooo: u32,
+) {
     let lines = split_lines(text);
     let stem = name
         .strip_suffix(".raw.txt")
@@ -76,14 +83,26 @@ fn check_log(name: &str, text: &str, annotation: Option<&str>, log: &IrcLog, twe
     let period = if twelve { 12 * HOUR_MS } else { 24 * HOUR_MS };
     for (i, m) in log.messages.iter().enumerate() {
         let line = lines[m.line_no as usize];
-        assert!(line.ends_with(&m.body), "line {} does not end with its body", m.line_no);
+        assert!(
+            line.ends_with(&m.body),
+            "line {} does not end with its body",
+            m.line_no
+        );
         let head = &line[..line.len() - m.body.len()];
-        assert!(head.contains(&m.nick), "line {} does not hold its nick", m.line_no);
+        assert!(
+            head.contains(&m.nick),
+            "line {} does not hold its nick",
+            m.line_no
+        );
         assert!(!m.nick.is_empty());
         if i > 0 {
             let p = &log.messages[i - 1];
             assert!(p.line_no < m.line_no);
-            assert!(p.sent_at_ms <= m.sent_at_ms, "time went backwards at line {}", m.line_no);
+            assert!(
+                p.sent_at_ms <= m.sent_at_ms,
+                "time went backwards at line {}",
+                m.line_no
+            );
         }
         if ooo == 0 {
             // The clock of a timed line: at its start (Ubuntu) or after `channel date `.
@@ -109,7 +128,10 @@ fn check_log(name: &str, text: &str, annotation: Option<&str>, log: &IrcLog, twe
             let mut prev = None;
             for &o in &m.other_reply_to_lines {
                 assert!(o < r && is_message.contains(&o));
-                assert!(prev.map_or(true, |p| p < o), "other parents ascending, once each");
+                assert!(
+                    prev.map_or(true, |p| p < o),
+                    "other parents ascending, once each"
+                );
                 prev = Some(o);
             }
             links += 1 + m.other_reply_to_lines.len() as u32;
@@ -126,7 +148,10 @@ fn check_log(name: &str, text: &str, annotation: Option<&str>, log: &IrcLog, twe
 fn check_error(name: &str, text: &str, annotation: Option<&str>, e: &IrcParseError) {
     let msg = e.to_string();
     let in_range = |line: u32, text: &str| {
-        assert!(line >= 1 && line as usize <= split_lines(text).len(), "line {line}: {msg}");
+        assert!(
+            line >= 1 && line as usize <= split_lines(text).len(),
+            "line {line}: {msg}"
+        );
     };
     match e {
         IrcParseError::BadFileName { file, .. } => assert_eq!(file, name),
@@ -137,13 +162,18 @@ fn check_error(name: &str, text: &str, annotation: Option<&str>, e: &IrcParseErr
             in_range(*line, text);
             assert!(msg.contains(&format!("{name}:{line}")), "{msg}");
         }
-        IrcParseError::BadAnnotation { file, log, line, .. } => {
+        IrcParseError::BadAnnotation {
+            file, log, line, ..
+        } => {
             assert_eq!(log, name);
             assert_eq!(
                 Some(file.clone()),
                 annotation_file_name(name).or_else(|| Some(name.to_string()))
             );
-            in_range(*line, annotation.expect("an annotation error needs an annotation"));
+            in_range(
+                *line,
+                annotation.expect("an annotation error needs an annotation"),
+            );
             assert!(msg.contains(&format!("{file}:{line}")) && msg.contains(name));
         }
         IrcParseError::TooManyLines { .. } => panic!("a fuzz input has fewer than 2^32 lines"),
@@ -155,7 +185,9 @@ fuzz_target!(|data: &[u8]| {
     let mut parts = data.splitn(3, |b| *b == 0);
     let name = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
     let text = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-    let annotation = parts.next().map(|a| String::from_utf8_lossy(a).into_owned());
+    let annotation = parts
+        .next()
+        .map(|a| String::from_utf8_lossy(a).into_owned());
     let result = parse_log_with_stats(&name, &text, annotation.as_deref());
     match &result {
         Ok((log, stats)) => check_log(

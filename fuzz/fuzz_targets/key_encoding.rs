@@ -102,7 +102,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(s.as_slice() > prefix);
             for k in [&ka, &kb, &m] {
                 if k.starts_with(prefix) {
-                    assert!(k.as_slice() < s.as_slice(), "{k:?} >= successor of {prefix:?}");
+                    assert!(
+                        k.as_slice() < s.as_slice(),
+                        "{k:?} >= successor of {prefix:?}"
+                    );
                 }
             }
         }

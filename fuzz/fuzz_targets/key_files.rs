@@ -30,9 +30,8 @@
 #![no_main]
 
 use chatvault::fuzzing::{
-    decode_format_record, decode_keycheck, decode_tombstone, encode_format_record,
-    encode_keycheck, encode_tombstone, key_file_text, keycheck_bytes, open_keycheck, same_key,
-    upgrade_tombstone,
+    decode_format_record, decode_keycheck, decode_tombstone, encode_format_record, encode_keycheck,
+    encode_tombstone, key_file_text, keycheck_bytes, open_keycheck, same_key, upgrade_tombstone,
 };
 use chatvault::{Error, KeyProvider, SecretKey, StaticKeyProvider, NO_RECEIPT};
 use libfuzzer_sys::fuzz_target;
@@ -62,7 +61,10 @@ fn check_provider(input: &str, parsed: Result<StaticKeyProvider, chatvault::Prov
             assert_eq!(*key_file_text(&again), *text);
             let k = SecretKey::from_bytes([9; 32]);
             let blob = p.wrap(&k, b"aad").expect("it wraps");
-            assert!(same_key(&again.unwrap(&blob, b"aad").expect("it unwraps"), &k));
+            assert!(same_key(
+                &again.unwrap(&blob, b"aad").expect("it unwraps"),
+                &k
+            ));
         }
         Err(e) => {
             let msg = e.to_string();

@@ -3,7 +3,8 @@
 //! (`write_back`'s post lines).
 //!
 //! Properties, on an arbitrary JSON Lines file read line by line as the importer reads it
-//! (up to the first rejected line, where the importer stops):
+//! (up to the first rejected line, where the importer stops; line 1 must be the version line,
+//! and a blank line 1 is rejected):
 //! - nothing panics; a rejection is `ImportError::Malformed` naming the file and `line N` (N
 //!   the 1-based line number);
 //! - round trip: a post (`post` or `direct_post`, with its replies) written back as
@@ -88,7 +89,12 @@ fn round_trip(p: &MmPost) {
     if !want.replies.is_empty() {
         post.insert(
             "replies".into(),
-            Value::Array(want.replies.iter().map(|r| Value::Object(written(r))).collect()),
+            Value::Array(
+                want.replies
+                    .iter()
+                    .map(|r| Value::Object(written(r)))
+                    .collect(),
+            ),
         );
     }
     let line = mm_post_line(post, &want.place);
@@ -102,9 +108,12 @@ fn round_trip(p: &MmPost) {
 fuzz_target!(|data: &[u8]| {
     for (n, line) in lines(data) {
         match parse_line(FILE, n, line) {
-            Ok(None) => {}
+            Ok(None) => assert!(n > 1, "a blank line 1 passed for the version line"),
             Ok(Some(r)) => {
-                assert!(n > 1 || r == MmRecord::Version, "line 1 is the version line");
+                assert!(
+                    n > 1 || r == MmRecord::Version,
+                    "line 1 is the version line"
+                );
                 match &r {
                     MmRecord::Post(p) => {
                         if let MmPostPlace::Direct { members } = &p.place {
@@ -121,7 +130,10 @@ fuzz_target!(|data: &[u8]| {
             Err(e) => {
                 match &e {
                     ImportError::Malformed { file, entry, .. } => {
-                        assert_eq!((file.as_str(), entry.as_str()), (FILE, format!("line {n}").as_str()))
+                        assert_eq!(
+                            (file.as_str(), entry.as_str()),
+                            (FILE, format!("line {n}").as_str())
+                        )
                     }
                     other => panic!("not a Malformed error: {other:?}"),
                 }

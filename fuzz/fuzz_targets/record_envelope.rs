@@ -89,7 +89,11 @@ fuzz_target!(|data: &[u8]| {
         u64::from_be_bytes(b)
     };
     let header = RecordHeader {
-        kind: [RecordKind::Message, RecordKind::Revision, RecordKind::Deleted][c[0] as usize % 3],
+        kind: [
+            RecordKind::Message,
+            RecordKind::Revision,
+            RecordKind::Deleted,
+        ][c[0] as usize % 3],
         revision: be32(1),
         epoch: be32(5),
         epoch_version: be32(9),
@@ -112,7 +116,10 @@ fuzz_target!(|data: &[u8]| {
     let cipher = key.cipher();
     let other = SecretKey::from_bytes([0x43; 32]).cipher();
     let sealed = seal_record(&cipher, &header, &place, plaintext).expect("sealing never fails");
-    assert_eq!(RecordHeader::decode(&sealed, String::new).ok(), Some(header));
+    assert_eq!(
+        RecordHeader::decode(&sealed, String::new).ok(),
+        Some(header)
+    );
     assert_eq!(
         &open_record(&cipher, &sealed, &place, String::new).expect("the record opens")[..],
         plaintext
@@ -125,7 +132,11 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|_| open_record(&cipher, &v, &p, String::new));
     match opened {
         Ok(pt) => {
-            assert_eq!(&pt[..], plaintext, "a mutated record opened to another plaintext");
+            assert_eq!(
+                &pt[..],
+                plaintext,
+                "a mutated record opened to another plaintext"
+            );
             assert_eq!(v, sealed, "a mutated record opened");
             assert_eq!(p, place, "a record opened at another place");
         }

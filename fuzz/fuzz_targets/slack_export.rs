@@ -138,7 +138,14 @@ fn list(items: &[Value]) {
                 Ok(c) => {
                     assert!(!c.id.is_empty() && c.created_ms >= 0);
                     let by_id = ctype == "dm" || c.name.is_none();
-                    assert_eq!(&c.folder, if by_id { &c.id } else { c.name.as_ref().unwrap() });
+                    assert_eq!(
+                        &c.folder,
+                        if by_id {
+                            &c.id
+                        } else {
+                            c.name.as_ref().unwrap()
+                        }
+                    );
                     assert_eq!(c.kind == ConversationKind::Direct, ctype == "dm");
                     assert_eq!(c.fields.get("type").map(String::as_str), Some(ctype));
                 }

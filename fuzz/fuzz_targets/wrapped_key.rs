@@ -117,9 +117,15 @@ fuzz_target!(|data: &[u8]| {
 
     let aad = header.aad(place);
     let blob = provider.wrap(&key, &aad).expect("wrapping never fails");
-    assert!(same_key(&provider.unwrap(&blob, &aad).expect("it unwraps"), &key));
+    assert!(same_key(
+        &provider.unwrap(&blob, &aad).expect("it unwraps"),
+        &key
+    ));
     let kek_value = header.with_blob(&blob);
-    assert_eq!(WrapHeader::decode(&kek_value, String::new).ok(), Some(header));
+    assert_eq!(
+        WrapHeader::decode(&kek_value, String::new).ok(),
+        Some(header)
+    );
 
     // 3. Tampering.
     let (v, p) = mutate(&wrapped, place, &muts);

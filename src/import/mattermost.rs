@@ -267,16 +267,20 @@ fn post_body(file: &str, p: &Value, entry: &str, what: &str) -> Result<MmPostBod
 }
 
 /// Parses line `line_no` (1-based) of export `file` (named in errors), `bytes` with or without
-/// its `\n`, without touching a vault. A blank line is `Ok(None)`.
+/// its `\n`, without touching a vault. A blank line after line 1 is `Ok(None)`.
 ///
 /// # Errors
 ///
 /// [`ImportError::Malformed`] naming `file` and `line N`: longer than [`MAX_LINE_BYTES`], not
-/// UTF-8, not JSON; line 1 not the version line, or a later one; a team, channel, user or post
-/// without its required fields (`name`; `team` and `name`; `username`; `team` and `channel`,
-/// `user`, `create_at` not negative), a direct channel or post without members; a username or
-/// member with a `,`.
-pub fn parse_line(file: &str, line_no: usize, bytes: &[u8]) -> Result<Option<MmRecord>, ImportError> {
+/// UTF-8, not JSON; line 1 not the version line (also when blank), or a later one; a team,
+/// channel, user or post without its required fields (`name`; `team` and `name`; `username`;
+/// `team` and `channel`, `user`, `create_at` not negative), a direct channel or post without
+/// members; a username or member with a `,`.
+pub fn parse_line(
+    file: &str,
+    line_no: usize,
+    bytes: &[u8],
+) -> Result<Option<MmRecord>, ImportError> {
     let entry = format!("line {line_no}");
     let entry = entry.as_str();
     if bytes.len() > MAX_LINE_BYTES {
@@ -293,7 +297,18 @@ pub fn parse_line(file: &str, line_no: usize, bytes: &[u8]) -> Result<Option<MmR
             format!("not valid UTF-8 (byte {})", e.valid_up_to()),
         )
     })?;
+    let version_line = || {
+        malformed(
+            file,
+            entry,
+            "expected {\"type\":\"version\",\"version\":1} (a Mattermost bulk export \
+             starts with it)",
+        )
+    };
     if text.trim().is_empty() {
+        if line_no == 1 {
+            return Err(version_line());
+        }
         return Ok(None);
     }
     let v: Value = serde_json::from_str(text).map_err(|e| {
@@ -306,12 +321,7 @@ pub fn parse_line(file: &str, line_no: usize, bytes: &[u8]) -> Result<Option<MmR
     let kind = str_of(&v, "type").unwrap_or_default();
     if line_no == 1 {
         if kind != "version" || v.get("version").and_then(Value::as_i64) != Some(1) {
-            return Err(malformed(
-                file,
-                entry,
-                "expected {\"type\":\"version\",\"version\":1} (a Mattermost bulk export \
-                 starts with it)",
-            ));
+            return Err(version_line());
         }
         return Ok(Some(MmRecord::Version));
     }

@@ -161,16 +161,13 @@ impl<R: Read + Seek> Zip<R> {
             ));
         }
         let mut bytes = Vec::new();
-        (&mut f)
-            .take(max)
-            .read_to_end(&mut bytes)
-            .map_err(|e| {
-                malformed(
-                    &file,
-                    "the entry",
-                    format!("cannot decompress it (is the archive truncated?): {e}"),
-                )
-            })?;
+        (&mut f).take(max).read_to_end(&mut bytes).map_err(|e| {
+            malformed(
+                &file,
+                "the entry",
+                format!("cannot decompress it (is the archive truncated?): {e}"),
+            )
+        })?;
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             malformed(
                 &file,
@@ -408,7 +405,9 @@ pub fn import_slack_export(
     // Day files, by folder, in date order. Entries outside any folder (integration_logs.json,
     // canvases) are not conversations.
     let mut days = zip.day_files();
-    check_folders(&zip, &days, |folder| folders.iter().any(|(f, _)| f == folder))?;
+    check_folders(&zip, &days, |folder| {
+        folders.iter().any(|(f, _)| f == folder)
+    })?;
     for (folder, c) in &folders {
         let Some(files) = days.get_mut(folder) else {
             continue;
@@ -700,9 +699,8 @@ fn message(
     if let Some(tt) = sm.thread_ts.as_deref().filter(|tt| *tt != sm.ts) {
         reply_to = imp.resolve(c, tt)?;
         if reply_to.is_none() {
-            imp.report.note(
-                "thread replies whose parent is not in the export (stored without the link)",
-            );
+            imp.report
+                .note("thread replies whose parent is not in the export (stored without the link)");
         }
     }
     if sm.joins {

@@ -563,8 +563,8 @@ pub(crate) fn slack_message_json(
     }
     o.insert("text".into(), json!(original));
     o.insert("ts".into(), json!(ts));
-    let subtype =
-        field("subtype").or_else(|| (kind == MessageKind::Action).then(|| "me_message".to_string()));
+    let subtype = field("subtype")
+        .or_else(|| (kind == MessageKind::Action).then(|| "me_message".to_string()));
     if let Some(st) = subtype {
         o.insert("subtype".into(), json!(st));
     }
