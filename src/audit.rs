@@ -236,12 +236,17 @@ pub struct AuditEntry {
 }
 
 /// The body of an audit entry as stored (postcard).
-#[derive(Serialize, Deserialize)]
-struct AuditBody {
-    actor: Option<UserId>,
-    as_admin: bool,
-    event: AuditEvent,
-    outcome: AuditOutcome,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AuditBody {
+    pub actor: Option<UserId>,
+    pub as_admin: bool,
+    pub event: AuditEvent,
+    pub outcome: AuditOutcome,
+}
+
+/// Decodes a stored audit body (as [`Vault::audit_entries`] does).
+pub(crate) fn decode_body(b: &[u8]) -> std::result::Result<AuditBody, postcard::Error> {
+    postcard::from_bytes(b)
 }
 
 /// The kind of an error, for [`AuditOutcome::Failed`] (no message: messages may quote paths).
@@ -336,7 +341,7 @@ impl Vault {
                 )
             };
             let e = Chain::decode(&v).ok_or_else(|| Error::corrupt(what(), "undecodable"))?;
-            let body: AuditBody = postcard::from_bytes(&e.body)
+            let body = decode_body(&e.body)
                 .map_err(|err| Error::corrupt(what(), format!("body: {err}")))?;
             out.push(AuditEntry {
                 seq: e.seq,

@@ -438,7 +438,7 @@ impl Appender<'_> {
     }
 
     /// The next entry's RocksDB key and value; advances the pending tip.
-    fn build(&mut self, at_ms: i64, body: &[u8]) -> (Vec<u8>, Vec<u8>, ChainHead) {
+    pub(crate) fn build(&mut self, at_ms: i64, body: &[u8]) -> (Vec<u8>, Vec<u8>, ChainHead) {
         let seq = self.pending.next_seq;
         let mut v = Vec::with_capacity(HEADER_LEN + body.len() + MAC_LEN);
         v.push(ENTRY_VERSION);

@@ -215,6 +215,19 @@ pub fn decode_time_key(k: &[u8]) -> Option<(Iid, Iid, i64, u64)> {
     ))
 }
 
+/// Decodes a revision key (`tenant | conv | id | revision`). `None` if it is not 28 bytes.
+pub fn decode_revision_key(k: &[u8]) -> Option<(Iid, Iid, u64, u32)> {
+    if k.len() != 28 {
+        return None;
+    }
+    Some((
+        be64(&k[0..8])?,
+        be64(&k[8..16])?,
+        be64(&k[16..24])?,
+        be32(&k[24..28])?,
+    ))
+}
+
 /// Reads a big-endian u64 from exactly 8 bytes.
 pub fn be64(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b.try_into().ok()?))

@@ -98,7 +98,7 @@ pub struct RecordHeader {
 }
 
 impl RecordHeader {
-    fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
+    pub(crate) fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
         let mut h = [0u8; RECORD_HEADER_LEN];
         h[0] = FORMAT_VERSION;
         h[1] = self.kind as u8;
@@ -205,7 +205,7 @@ pub struct WrapHeader {
 }
 
 impl WrapHeader {
-    fn encode(&self) -> [u8; 10] {
+    pub(crate) fn encode(&self) -> [u8; 10] {
         let mut h = [0u8; 10];
         h[0] = FORMAT_VERSION;
         h[1] = self.kind;

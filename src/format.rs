@@ -79,8 +79,12 @@ impl FormatRecord {
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let by = self.written_by.as_bytes();
-        let by = &by[..by.len().min(255)];
+        // At most 255 bytes, cut at a character boundary.
+        let mut end = self.written_by.len().min(255);
+        while !self.written_by.is_char_boundary(end) {
+            end -= 1;
+        }
+        let by = &self.written_by.as_bytes()[..end];
         let mut v = Vec::with_capacity(6 + by.len());
         v.push(RECORD_FMT);
         v.extend_from_slice(&self.version.to_be_bytes());
@@ -227,7 +231,7 @@ pub(crate) fn decode_tombstone(v: &[u8]) -> Option<Tombstone> {
 }
 
 /// A format-1 tombstone in the current layout, if `v` is one.
-fn upgrade_tombstone(v: &[u8]) -> Option<Tombstone> {
+pub(crate) fn upgrade_tombstone(v: &[u8]) -> Option<Tombstone> {
     let (old, rest) = postcard::take_from_bytes::<TombstoneV1>(v).ok()?;
     if !rest.is_empty() {
         return None;
@@ -435,6 +439,24 @@ mod tests {
         long.push(0);
         assert!(FormatRecord::decode(&long).is_err());
         assert_eq!(format_of(None).unwrap().version, 1);
+    }
+
+    /// Regression (found writing the fuzz target `key_files`): a name longer than the 255
+    /// bytes the record holds was cut inside a character, so it read back with a U+FFFD
+    /// that the name never had.
+    #[test]
+    fn a_long_name_is_cut_at_a_character_boundary() {
+        let r = FormatRecord {
+            version: 2,
+            written_by: format!("chatvault {}", "é".repeat(200)),
+        };
+        let back = FormatRecord::decode(&r.encode()).unwrap();
+        assert!(
+            r.written_by.starts_with(&back.written_by),
+            "{:?}",
+            back.written_by
+        );
+        assert!(back.written_by.len() <= 255 && back.written_by.len() >= 254);
     }
 
     #[test]

@@ -64,16 +64,63 @@ fn write(
     key: &SecretKey,
 ) -> Result<()> {
     let path = dir.join(KEYCHECK_FILE);
+    let bytes = file_bytes(provider, vault_id, key)?;
+    crate::fsutil::write_atomic(&path, &bytes, false).map_err(Error::io("writing", &path))
+}
+
+/// The file's bytes: `key` wrapped by `provider` for vault `vault_id`.
+pub(crate) fn file_bytes(
+    provider: &dyn KeyProvider,
+    vault_id: &[u8; 16],
+    key: &SecretKey,
+) -> Result<Vec<u8>> {
     let blob = provider.wrap(key, &aad(vault_id))?;
+    encode(vault_id, &blob)
+}
+
+/// The file's bytes for this vault id and provider blob. Errors: [`Error::KeyProvider`] for a
+/// blob over 64 KiB.
+pub(crate) fn encode(vault_id: &[u8; 16], blob: &[u8]) -> Result<Vec<u8>> {
     let len = u16::try_from(blob.len())
         .map_err(|_| ProviderError::Malformed("wrapped vault key over 64 KiB".into()))?;
     let mut bytes = MAGIC.to_vec();
     bytes.push(FORMAT);
     bytes.extend_from_slice(vault_id);
     bytes.extend_from_slice(&len.to_be_bytes());
-    bytes.extend_from_slice(&blob);
+    bytes.extend_from_slice(blob);
+    Ok(bytes)
+}
 
-    crate::fsutil::write_atomic(&path, &bytes, false).map_err(Error::io("writing", &path))
+/// Parses the file's bytes (`what` names it in errors): the vault id and the provider's blob.
+/// Errors: [`Error::Corrupt`] (not a key-check file, truncated, bytes after the blob),
+/// [`Error::UnsupportedFormat`].
+pub(crate) fn decode(bytes: &[u8], what: impl Fn() -> String) -> Result<([u8; 16], Vec<u8>)> {
+    if bytes.len() < 23 || &bytes[..4] != MAGIC {
+        return Err(Error::corrupt(what(), "not a chatvault key-check file"));
+    }
+    if bytes[4] != FORMAT {
+        return Err(Error::UnsupportedFormat {
+            what: "key-check file",
+            found: bytes[4],
+            supported: FORMAT,
+        });
+    }
+    let mut vault_id = [0u8; 16];
+    vault_id.copy_from_slice(&bytes[5..21]);
+    let len = u16::from_be_bytes([bytes[21], bytes[22]]) as usize;
+    let blob = bytes
+        .get(23..23 + len)
+        .ok_or_else(|| Error::corrupt(what(), "truncated"))?;
+    if bytes.len() != 23 + len {
+        return Err(Error::corrupt(
+            what(),
+            format!(
+                "{} bytes after the wrapped vault key (the file was damaged or appended to)",
+                bytes.len() - 23 - len
+            ),
+        ));
+    }
+    Ok((vault_id, blob.to_vec()))
 }
 
 /// Reads the key-check file: the vault id and the provider's blob.
@@ -93,33 +140,26 @@ fn read(dir: &Path) -> Result<([u8; 16], Vec<u8>)> {
         }
         Err(e) => return Err(Error::io("reading", &path)(e)),
     };
-    let what = || format!("key-check file {}", path.display());
-    if bytes.len() < 23 || &bytes[..4] != MAGIC {
-        return Err(Error::corrupt(what(), "not a chatvault key-check file"));
-    }
-    if bytes[4] != FORMAT {
-        return Err(Error::UnsupportedFormat {
-            what: "key-check file",
-            found: bytes[4],
-            supported: FORMAT,
-        });
-    }
-    let mut vault_id = [0u8; 16];
-    vault_id.copy_from_slice(&bytes[5..21]);
-    let len = u16::from_be_bytes([bytes[21], bytes[22]]) as usize;
-    let blob = bytes
-        .get(23..23 + len)
-        .ok_or_else(|| Error::corrupt(what(), "truncated"))?;
-    Ok((vault_id, blob.to_vec()))
+    decode(&bytes, || format!("key-check file {}", path.display()))
 }
 
 /// Reads the key-check file and unwraps the vault key. A root key that does not open it gives
 /// [`Error::WrongRootKey`].
 pub(crate) fn open(dir: &Path, provider: &dyn KeyProvider) -> Result<SecretKey> {
-    let path = dir.join(KEYCHECK_FILE);
-    let what = || format!("key-check file {}", path.display());
     let (vault_id, blob) = read(dir)?;
-    match provider.unwrap(&blob, &aad(&vault_id)) {
+    unwrap_vault_key(dir, &vault_id, &blob, provider)
+}
+
+/// Unwraps the vault key from the decoded file of the vault at `dir` (named in errors), as
+/// [`open`] does.
+pub(crate) fn unwrap_vault_key(
+    dir: &Path,
+    vault_id: &[u8; 16],
+    blob: &[u8],
+    provider: &dyn KeyProvider,
+) -> Result<SecretKey> {
+    let what = || format!("key-check file {}", dir.join(KEYCHECK_FILE).display());
+    match provider.unwrap(blob, &aad(vault_id)) {
         Ok(k) => Ok(k),
         Err(ProviderError::Authentication) => Err(Error::WrongRootKey {
             path: dir.to_path_buf(),
@@ -185,5 +225,30 @@ pub(crate) fn retired_or_wrong(dir: &Path, provider: &dyn KeyProvider, needed: u
         Error::WrongRootKey {
             path: dir.to_path_buf(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (fuzz target `key_files`): bytes after the wrapped vault key were ignored,
+    /// so a damaged or appended-to file still opened; only what `write` writes is accepted.
+    #[test]
+    fn only_the_exact_encoding_decodes() {
+        let id = [7u8; 16];
+        let blob = [1u8; 65];
+        let bytes = encode(&id, &blob).unwrap();
+        assert_eq!(decode(&bytes, String::new).unwrap(), (id, blob.to_vec()));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(
+            decode(&longer, String::new),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1], String::new),
+            Err(Error::Corrupt { .. })
+        ));
     }
 }

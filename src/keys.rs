@@ -553,6 +553,12 @@ impl StaticKeyProvider {
 
     /// Writes the key file from `keys` (atomically: `fsutil::write_atomic`, mode 0600).
     fn write_key_file(path: &Path, keys: &[(u32, Cipher, SecretKey)]) -> std::io::Result<()> {
+        let text = Self::key_file_text(keys);
+        crate::fsutil::write_atomic(path, text.as_bytes(), true)
+    }
+
+    /// The key file's text for `keys` (what [`StaticKeyProvider::parse`] reads back).
+    fn key_file_text(keys: &[(u32, Cipher, SecretKey)]) -> Zeroizing<String> {
         let mut text = Zeroizing::new(format!(
             "# chatvault root key. Keep it secret and back it up apart from the vault:\n\
              # without it the vault can never be read again. The highest version is current;\n\
@@ -565,7 +571,13 @@ impl StaticKeyProvider {
                 Zeroizing::new(hex::encode(k.expose())).as_str()
             ));
         }
-        crate::fsutil::write_atomic(path, text.as_bytes(), true)
+        text
+    }
+
+    /// This provider's keys as key-file text, for fuzzing the key-file parser's round trip
+    /// (`chatvault::fuzzing`); the text holds the keys.
+    pub(crate) fn to_key_file_text(&self) -> Zeroizing<String> {
+        Self::key_file_text(&self.keys.read())
     }
 
     /// Persists `keys` where this provider's keys came from.

@@ -85,6 +85,9 @@ mod error;
 mod export;
 mod format;
 mod fsutil;
+/// For fuzzing (the cargo-fuzz targets in `fuzz/`); not a stable API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 mod keycheck;
 pub mod keys;

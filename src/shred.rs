@@ -186,7 +186,7 @@ pub(crate) struct Staged {
     receipt: ShredReceipt,
 }
 
-fn enc<T: Serialize>(v: &T, what: &str) -> Result<Vec<u8>> {
+pub(crate) fn enc<T: Serialize>(v: &T, what: &str) -> Result<Vec<u8>> {
     postcard::to_stdvec(v).map_err(|e| Error::InvalidInput(format!("cannot encode {what}: {e}")))
 }
 

@@ -310,6 +310,104 @@ fn malformed_lines_are_named_and_what_was_imported_stays() {
     assert!(s.contains("line 6") && s.contains("\"ghost\""), "{s}");
 }
 
+/// Regression (found while factoring the parse layer out for the fuzz target
+/// `mattermost_export`): a line that is not JSON (or not UTF-8) after posts still in the
+/// importer's batch dropped those posts, although the error says that what was imported before
+/// it stays.
+#[test]
+fn posts_still_batched_before_a_bad_json_line_are_kept() {
+    let (d, v, _p) = common::new_vault();
+    let good = generated();
+    let post = |n: i64| {
+        json!({"type": "post", "post": {"team": "acme", "channel": "town-square", "user": "alice",
+               "message": format!("post {n}"), "create_at": 1_704_067_200_000i64 + n}})
+    };
+    for (name, bad) in [
+        ("json.jsonl", b"{\"type\":\"post\",oops}\n".to_vec()),
+        (
+            "utf8.jsonl",
+            b"{\"type\":\"emoji\",\"x\":\"\xff\"}\n".to_vec(),
+        ),
+    ] {
+        let mut text = lines(&good[..5]).into_bytes();
+        text.extend_from_slice(lines(&[post(1), post(2)]).as_bytes());
+        text.extend_from_slice(&bad);
+        let path = d.path().join(name);
+        std::fs::write(&path, &text).unwrap();
+        let e = import_as(&v, &path, Some(name)).unwrap_err();
+        assert!(e.to_string().contains("line 8"), "{e}");
+        let t = v.tenant(name).unwrap();
+        let c = v.conversation_id(t, "acme/town-square").unwrap();
+        assert_eq!(
+            v.last_message_id(t, c).unwrap(),
+            2,
+            "{name}: the two posts stay"
+        );
+    }
+}
+
+/// Regression (fuzz target `mattermost_export`): a direct channel's external id joins its
+/// members' usernames with `,`, and the writer splits the kept member list at `,`, so a
+/// username with a `,` made two direct channels one (`a` + `b,c` and `a,b` + `c` are both
+/// `dm:a,b,c`) and did not export back. Mattermost's usernames never hold a `,`: such a user
+/// or member is refused, naming the line.
+#[test]
+fn a_username_with_a_comma_is_refused() {
+    let (d, v, _p) = common::new_vault();
+    let user = |name: &str| json!({"type": "user", "user": {"username": name, "teams": []}});
+    let dm = |members: &[&str], by: &str, t: i64| {
+        json!({"type": "direct_post", "direct_post": {"channel_members": members, "user": by,
+               "message": format!("from {by}"), "create_at": t}})
+    };
+    let mut file = vec![
+        json!({"type": "version", "version": 1}),
+        user("a"),
+        user("c"),
+    ];
+    file.push(user("b,c"));
+    file.push(user("a,b"));
+    file.push(dm(&["a", "b,c"], "a", 1_704_067_200_000));
+    file.push(dm(&["a,b", "c"], "c", 1_704_067_300_000));
+    let path = d.path().join("comma.jsonl");
+    std::fs::write(&path, lines(&file)).unwrap();
+    let e = import_as(&v, &path, Some("comma")).unwrap_err();
+    let s = e.to_string();
+    assert!(matches!(e, ImportError::Malformed { .. }), "{s}");
+    assert!(
+        s.contains("line 4") && s.contains("\"b,c\"") && s.contains("','"),
+        "{s}"
+    );
+
+    // A member with a `,` in a direct channel or post is refused too.
+    for (n, bad) in [
+        json!({"type": "direct_channel", "direct_channel": {"members": ["a", "x,y"]}}),
+        dm(&["a", "x,y"], "a", 1_704_067_200_000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = d.path().join(format!("member{n}.jsonl"));
+        let file = [json!({"type": "version", "version": 1}), user("a"), bad];
+        std::fs::write(&path, lines(&file)).unwrap();
+        let s = import_as(&v, &path, Some("comma")).unwrap_err().to_string();
+        assert!(s.contains("line 3") && s.contains("\"x,y\""), "{s}");
+    }
+}
+
+/// Regression (found writing the fuzz target `mattermost_export`): a blank first line was
+/// skipped before the version check, so a file without the version line was read.
+#[test]
+fn a_blank_first_line_is_no_version_line() {
+    let (d, v, _p) = common::new_vault();
+    let path = d.path().join("blank.jsonl");
+    std::fs::write(&path, format!("\n{}", lines(&generated()[1..]))).unwrap();
+    let s = import_as(&v, &path, Some("blank")).unwrap_err().to_string();
+    assert!(
+        s.contains("blank.jsonl, line 1") && s.contains("version"),
+        "{s}"
+    );
+}
+
 /// Opt-in (`cargo test --test mattermost_import_and_export -- --ignored`): the shared corpus's
 /// files import and round-trip like the copies in tests/data.
 #[test]

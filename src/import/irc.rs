@@ -91,7 +91,9 @@
 //!   lines are on the day before. A file with fewer than 1001 lines is dated from its first
 //!   timed line. Dated layouts use the date on each line.
 //! - **Lines without a time** (`=== nick text` actions) take the time of the previous timed
-//!   line, or of the first timed line if none precedes them.
+//!   line, or of the first timed line if none precedes them; in a log with no timed line,
+//!   midnight of their date (the file's, in the Ubuntu layout), never earlier than the line
+//!   before (counted as out of order).
 //!
 //! # Annotations
 //!
@@ -960,7 +962,8 @@ impl Separators {
 /// less, the line is out of order and gets the previous line's time. Dated lines restart the
 /// offset at their date. Ubuntu files are then shifted by whole days so that the anchor line
 /// falls on the file name's date. Untimed lines get the time of the previous timed line (or of
-/// the first one, or midnight of the file's date if there is none).
+/// the first one; if there is none, midnight of the line's date, or of the file's date, raised
+/// to the previous line's time if that is later).
 fn assign_times(lines: &[Line<'_>], layout: Layout, stats: &mut IrcLogStats) -> Vec<i64> {
     let timed: Vec<(usize, Option<i64>, Clock)> = lines
         .iter()
@@ -1042,7 +1045,19 @@ fn assign_times(lines: &[Line<'_>], layout: Layout, stats: &mut IrcLogStats) -> 
             }
         }
         let fallback = line.date.map_or(default, |d| d * DAY_MS);
-        out.push(last.or(first).unwrap_or(fallback));
+        let t = match last.or(first) {
+            Some(t) => t,
+            // No timed line at all: midnight of the line's date, but never before the line
+            // above (a dated log whose dates go back).
+            None => match out.last() {
+                Some(&prev) if prev > fallback => {
+                    stats.out_of_order += 1;
+                    prev
+                }
+                _ => fallback,
+            },
+        };
+        out.push(t);
     }
     out
 }
@@ -1348,6 +1363,21 @@ mod tests {
         assert_eq!(log.system_lines, 11);
         assert_eq!(log.messages.len(), 1);
         assert_eq!(log.messages[0].line_no, 11);
+    }
+
+    /// Regression (fuzz target `irc_log`): in a dated log with no timed line, each untimed
+    /// line took midnight of its own date, so a line dated earlier than the one before it went
+    /// back in time (the module docs promise it never does).
+    #[test]
+    fn untimed_lines_of_a_dated_log_never_go_backwards() {
+        let text = "ubuntu-meeting 2010-11-09 === a waves\n\
+                    ubuntu-meeting 2010-11-08 === b waves\n\
+                    ubuntu-meeting 2010-11-10 === c waves\n";
+        let (log, stats) = parse_log_with_stats("ubuntu-meeting.0.ascii.txt", text, None).unwrap();
+        let day = days_from_civil(2010, 11, 9) * DAY_MS;
+        let times: Vec<i64> = log.messages.iter().map(|m| m.sent_at_ms).collect();
+        assert_eq!(times, vec![day, day, day + DAY_MS]);
+        assert_eq!(stats.out_of_order, 1);
     }
 
     #[test]

@@ -50,6 +50,12 @@ pub fn direct_channel_id(members: &[&str]) -> String {
     format!("dm:{}", m.join(","))
 }
 
+/// The `members` field kept in a direct channel's external reference: the members as written,
+/// joined by `,` (read back by the Mattermost writer).
+pub(crate) fn direct_members_field(members: &[&str]) -> String {
+    members.join(",")
+}
+
 /// The profile chatvault keeps of a Mattermost user (sealed under the user key).
 pub(crate) fn profile_of(u: &Value) -> UserProfile {
     let first = str_of(u, "first_name").unwrap_or_default();
@@ -82,6 +88,356 @@ pub(crate) fn profile_of(u: &Value) -> UserProfile {
     }
 }
 
+/// One line of a Mattermost bulk export, parsed without a vault ([`parse_line`]): what the
+/// importer does with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MmRecord {
+    /// The first line, `{"type":"version","version":1}`.
+    Version,
+    /// A team (`name`, `display_name`, default the name; `type`, default `O`).
+    Team {
+        /// Its name.
+        name: String,
+        /// Its display name.
+        display_name: String,
+        /// Its type (`O` open, `I` invite only).
+        team_type: String,
+    },
+    /// A channel of a team defined before it.
+    Channel {
+        /// The team's name.
+        team: String,
+        /// The channel's name.
+        name: String,
+        /// Its `display_name`, when not empty: the conversation's title.
+        title: Option<String>,
+        /// The fields of its external reference as the line gives them: `display_name`,
+        /// `channel_type` (the line's `type`), `header`, `purpose`, where present.
+        fields: BTreeMap<String, String>,
+    },
+    /// A user, with the channels it is a member of.
+    User {
+        /// Its username: the user's external id.
+        username: String,
+        /// The profile kept.
+        profile: UserProfile,
+        /// `(team, channel)` names of its memberships (a missing name is `""`).
+        channels: Vec<(String, String)>,
+    },
+    /// A direct or group-direct channel.
+    DirectChannel {
+        /// Its members' usernames, as written.
+        members: Vec<String>,
+        /// Its `header`, if any.
+        header: Option<String>,
+    },
+    /// A post (`post` or `direct_post`) with its replies.
+    Post(MmPost),
+    /// A custom emoji (not stored).
+    Emoji,
+    /// A record of another type (`scheme`, `role`, ...), counted and skipped.
+    Other(String),
+}
+
+/// Where a post goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MmPostPlace {
+    /// A channel of a team (`post`).
+    Channel {
+        /// The team it names.
+        team: String,
+        /// The channel it names.
+        channel: String,
+    },
+    /// A direct or group-direct channel (`direct_post`), by its members' usernames.
+    Direct {
+        /// `channel_members`, as written.
+        members: Vec<String>,
+    },
+}
+
+/// A post and its replies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MmPost {
+    /// Where it goes.
+    pub place: MmPostPlace,
+    /// The post.
+    pub root: MmPostBody,
+    /// Its `replies`, in file order.
+    pub replies: Vec<MmPostBody>,
+}
+
+/// One post or reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MmPostBody {
+    /// Its author's username.
+    pub user: String,
+    /// `create_at`, UTC ms (not negative).
+    pub create_at: i64,
+    /// Its `message` (`""` if absent).
+    pub message: String,
+    /// Reactions counted (not stored).
+    pub reactions: u64,
+    /// The `path` of each attachment that has one.
+    pub attachments: Vec<String>,
+    /// Its `type`, when not empty (kept in the external reference).
+    pub post_type: Option<String>,
+    /// `edit_at`, when positive: an edit (a revision with the same text).
+    pub edit_at: Option<i64>,
+    /// `delete_at`, when positive: a deletion.
+    pub delete_at: Option<i64>,
+}
+
+/// A username or direct-channel member: not empty, and without `,`, which joins the members in
+/// a direct channel's external id ([`direct_channel_id`]; Mattermost's own usernames are
+/// lowercase letters, digits, `.`, `-` and `_`).
+fn username<'a>(file: &str, entry: &str, what: &str, s: &'a str) -> Result<&'a str, ImportError> {
+    if s.contains(',') {
+        return Err(malformed(
+            file,
+            entry,
+            format!("{what} {s:?} contains ',', which no Mattermost username does"),
+        ));
+    }
+    Ok(s)
+}
+
+fn need<'a>(
+    file: &str,
+    v: &'a Value,
+    k: &str,
+    entry: &str,
+    what: &str,
+) -> Result<&'a str, ImportError> {
+    str_of(v, k)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| malformed(file, entry, format!("{what} has no {k:?}")))
+}
+
+fn member_list(file: &str, v: &Value, k: &str, entry: &str) -> Result<Vec<String>, ImportError> {
+    let list = v
+        .get(k)
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed(file, entry, format!("no {k:?} list")))?;
+    let names: Vec<String> = list
+        .iter()
+        .filter_map(Value::as_str)
+        .map(|m| username(file, entry, "member", m).map(str::to_string))
+        .collect::<Result<_, _>>()?;
+    if names.is_empty() {
+        return Err(malformed(file, entry, format!("{k:?} is empty")));
+    }
+    Ok(names)
+}
+
+fn post_body(file: &str, p: &Value, entry: &str, what: &str) -> Result<MmPostBody, ImportError> {
+    let user = need(file, p, "user", entry, what)?;
+    let create_at = p
+        .get("create_at")
+        .and_then(Value::as_i64)
+        .filter(|t| *t >= 0)
+        .ok_or_else(|| {
+            malformed(
+                file,
+                entry,
+                format!("{what} has no \"create_at\" (UTC ms, not negative)"),
+            )
+        })?;
+    let positive = |k: &str| p.get(k).and_then(Value::as_i64).filter(|t| *t > 0);
+    Ok(MmPostBody {
+        user: user.to_string(),
+        create_at,
+        message: str_of(p, "message").unwrap_or_default().to_string(),
+        reactions: p
+            .get("reactions")
+            .and_then(Value::as_array)
+            .map_or(0, |r| r.len() as u64),
+        attachments: p
+            .get("attachments")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| str_of(a, "path"))
+            .map(str::to_string)
+            .collect(),
+        post_type: nonempty(str_of(p, "type")),
+        edit_at: positive("edit_at"),
+        delete_at: positive("delete_at"),
+    })
+}
+
+/// Parses line `line_no` (1-based) of export `file` (named in errors), `bytes` with or without
+/// its `\n`, without touching a vault. A blank line after line 1 is `Ok(None)`.
+///
+/// # Errors
+///
+/// [`ImportError::Malformed`] naming `file` and `line N`: longer than [`MAX_LINE_BYTES`], not
+/// UTF-8, not JSON; line 1 not the version line (also when blank), or a later one; a team,
+/// channel, user or post without its required fields (`name`; `team` and `name`; `username`;
+/// `team` and `channel`, `user`, `create_at` not negative), a direct channel or post without
+/// members; a username or member with a `,`.
+pub fn parse_line(
+    file: &str,
+    line_no: usize,
+    bytes: &[u8],
+) -> Result<Option<MmRecord>, ImportError> {
+    let entry = format!("line {line_no}");
+    let entry = entry.as_str();
+    if bytes.len() > MAX_LINE_BYTES {
+        return Err(malformed(
+            file,
+            entry,
+            format!("longer than {MAX_LINE_BYTES} bytes"),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        malformed(
+            file,
+            entry,
+            format!("not valid UTF-8 (byte {})", e.valid_up_to()),
+        )
+    })?;
+    let version_line = || {
+        malformed(
+            file,
+            entry,
+            "expected {\"type\":\"version\",\"version\":1} (a Mattermost bulk export \
+             starts with it)",
+        )
+    };
+    if text.trim().is_empty() {
+        if line_no == 1 {
+            return Err(version_line());
+        }
+        return Ok(None);
+    }
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        malformed(
+            file,
+            entry,
+            format!("not valid JSON (column {}): {e}", e.column()),
+        )
+    })?;
+    let kind = str_of(&v, "type").unwrap_or_default();
+    if line_no == 1 {
+        if kind != "version" || v.get("version").and_then(Value::as_i64) != Some(1) {
+            return Err(version_line());
+        }
+        return Ok(Some(MmRecord::Version));
+    }
+    let null = Value::Null;
+    let b = v.get(kind).unwrap_or(&null);
+    Ok(Some(match kind {
+        "team" => {
+            let name = need(file, b, "name", entry, "team")?;
+            MmRecord::Team {
+                name: name.to_string(),
+                display_name: str_of(b, "display_name").unwrap_or(name).to_string(),
+                team_type: str_of(b, "type").unwrap_or("O").to_string(),
+            }
+        }
+        "channel" => {
+            let team = need(file, b, "team", entry, "channel")?;
+            let name = need(file, b, "name", entry, "channel")?;
+            let mut fields = BTreeMap::new();
+            for k in ["display_name", "type", "header", "purpose"] {
+                if let Some(v) = str_of(b, k) {
+                    let key = if k == "type" { "channel_type" } else { k };
+                    fields.insert(key.to_string(), v.to_string());
+                }
+            }
+            MmRecord::Channel {
+                team: team.to_string(),
+                name: name.to_string(),
+                title: nonempty(str_of(b, "display_name")),
+                fields,
+            }
+        }
+        "user" => {
+            let name = need(file, b, "username", entry, "user")?;
+            let name = username(file, entry, "username", name)?;
+            let mut channels = Vec::new();
+            for t in b
+                .get("teams")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let team = str_of(t, "name").unwrap_or_default();
+                for ch in t
+                    .get("channels")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let cname = str_of(ch, "name").unwrap_or_default();
+                    channels.push((team.to_string(), cname.to_string()));
+                }
+            }
+            MmRecord::User {
+                username: name.to_string(),
+                profile: profile_of(b),
+                channels,
+            }
+        }
+        "direct_channel" => MmRecord::DirectChannel {
+            members: member_list(file, b, "members", entry)?,
+            header: str_of(b, "header").map(str::to_string),
+        },
+        "post" | "direct_post" => {
+            let place = if kind == "direct_post" {
+                MmPostPlace::Direct {
+                    members: member_list(file, b, "channel_members", entry)?,
+                }
+            } else {
+                MmPostPlace::Channel {
+                    team: need(file, b, "team", entry, "post")?.to_string(),
+                    channel: need(file, b, "channel", entry, "post")?.to_string(),
+                }
+            };
+            let root = post_body(file, b, entry, "post")?;
+            let replies = b
+                .get("replies")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|r| post_body(file, r, entry, "reply"))
+                .collect::<Result<_, _>>()?;
+            MmRecord::Post(MmPost {
+                place,
+                root,
+                replies,
+            })
+        }
+        "emoji" => MmRecord::Emoji,
+        "version" => return Err(malformed(file, entry, "a second version line")),
+        other => MmRecord::Other(other.to_string()),
+    }))
+}
+
+/// Splits an export into its lines as the importer reads them (each with its `\n`, the last
+/// one possibly without; a line longer than [`MAX_LINE_BYTES`] is cut after
+/// `MAX_LINE_BYTES + 1` bytes, which [`parse_line`] refuses), and yields `(line number from 1,
+/// bytes)`. For readers of an export held in memory.
+pub fn lines(text: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut rest = text;
+    let mut n = 0usize;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cap = rest.len().min(MAX_LINE_BYTES + 1);
+        let end = rest[..cap]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(cap, |p| p + 1);
+        let (line, tail) = rest.split_at(end);
+        rest = tail;
+        n += 1;
+        Some((n, line))
+    })
+}
+
 struct Run<'v, 'p> {
     imp: Importer<'v, 'p>,
     file: String,
@@ -100,8 +456,9 @@ struct Run<'v, 'p> {
 /// Imports a Mattermost bulk export (JSON Lines) into the tenant named by
 /// [`ImportOptions::tenant`], or else after the first team (or `mattermost` if it has none).
 /// Idempotent and resumable like [`super::slack::import_slack_export`]; a malformed line (bad
-/// JSON, no version line, an unknown team, channel or user) is an [`ImportError::Malformed`]
-/// naming the line; what was imported before it stays.
+/// JSON, no version line, an unknown team, channel or user; see [`parse_line`]) is an
+/// [`ImportError::Malformed`] naming the line; nothing of that line is written, and what was
+/// imported before it stays.
 pub fn import_mattermost_export(
     vault: &crate::Vault,
     path: &Path,
@@ -132,53 +489,25 @@ pub fn import_mattermost_export(
     let mut line_no = 0usize;
     loop {
         buf.clear();
-        let n = (&mut reader)
+        let n = match (&mut reader)
             .take(MAX_LINE_BYTES as u64 + 1)
             .read_until(b'\n', &mut buf)
-            .map_err(io)?;
+        {
+            Ok(n) => n,
+            Err(e) => return Err(run.imp.fail(io(e))),
+        };
         if n == 0 {
             break;
         }
         line_no += 1;
         let entry = format!("line {line_no}");
-        if buf.len() > MAX_LINE_BYTES {
-            return Err(malformed(
-                &file,
-                &entry,
-                format!("longer than {MAX_LINE_BYTES} bytes"),
-            ));
-        }
-        let text = std::str::from_utf8(&buf).map_err(|e| {
-            malformed(
-                &file,
-                &entry,
-                format!("not valid UTF-8 (byte {})", e.valid_up_to()),
-            )
-        })?;
-        if text.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(text).map_err(|e| {
-            malformed(
-                &file,
-                &entry,
-                format!("not valid JSON (column {}): {e}", e.column()),
-            )
-        })?;
-        let kind = str_of(&v, "type").unwrap_or_default();
-        if line_no == 1 {
-            if kind != "version" || v.get("version").and_then(Value::as_i64) != Some(1) {
-                return Err(malformed(
-                    &file,
-                    &entry,
-                    "expected {\"type\":\"version\",\"version\":1} (a Mattermost bulk export \
-                     starts with it)",
-                ));
-            }
-            continue;
-        }
-        let body = v.get(kind).cloned().unwrap_or(Value::Null);
-        if let Err(e) = run.record(kind, &body, &entry) {
+        // Every error goes through `fail`, which writes the messages read before it.
+        let rec = match parse_line(&file, line_no, &buf) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => return Err(run.imp.fail(e)),
+        };
+        if let Err(e) = run.record(rec, &entry) {
             return Err(run.imp.fail(e));
         }
         if run.imp.stopped() {
@@ -189,32 +518,6 @@ pub fn import_mattermost_export(
         return Err(malformed(&file, "line 1", "the file is empty"));
     }
     run.imp.finish()
-}
-
-impl Run<'_, '_> {
-    fn record(&mut self, kind: &str, body: &Value, entry: &str) -> Result<(), ImportError> {
-        let run = self;
-        let (body, entry) = (body, entry);
-        match kind {
-            "team" => run.team(body, entry)?,
-            "channel" => run.channel(body, entry)?,
-            "user" => run.user(body, entry)?,
-            "post" => run.post(body, entry, false)?,
-            "direct_channel" => {
-                run.direct_channel(body, entry)?;
-            }
-            "direct_post" => run.post(body, entry, true)?,
-            "emoji" => run.imp.report.skip("custom emoji (not stored)", 1),
-            "version" => {
-                return Err(malformed(&run.file, entry, "a second version line"));
-            }
-            other => run
-                .imp
-                .report
-                .skip(&format!("{other:?} records (not stored)"), 1),
-        }
-        Ok(())
-    }
 }
 
 fn first_team(path: &Path) -> Result<Option<String>, ImportError> {
@@ -237,33 +540,48 @@ fn first_team(path: &Path) -> Result<Option<String>, ImportError> {
 }
 
 impl Run<'_, '_> {
-    fn need<'a>(
-        &self,
-        v: &'a Value,
-        k: &str,
-        entry: &str,
-        what: &str,
-    ) -> Result<&'a str, ImportError> {
-        str_of(v, k)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| malformed(&self.file, entry, format!("{what} has no {k:?}")))
-    }
-
-    fn team(&mut self, t: &Value, entry: &str) -> Result<(), ImportError> {
-        let name = self.need(t, "name", entry, "team")?;
-        self.teams.insert(
-            name.to_string(),
-            (
-                str_of(t, "display_name").unwrap_or(name).to_string(),
-                str_of(t, "type").unwrap_or("O").to_string(),
-            ),
-        );
+    fn record(&mut self, rec: MmRecord, entry: &str) -> Result<(), ImportError> {
+        match rec {
+            MmRecord::Version => {}
+            MmRecord::Team {
+                name,
+                display_name,
+                team_type,
+            } => {
+                self.teams.insert(name, (display_name, team_type));
+            }
+            MmRecord::Channel {
+                team,
+                name,
+                title,
+                fields,
+            } => self.channel(&team, &name, title.as_deref(), fields, entry)?,
+            MmRecord::User {
+                username,
+                profile,
+                channels,
+            } => self.user(&username, profile, &channels, entry)?,
+            MmRecord::DirectChannel { members, header } => {
+                self.direct(&members, header.as_deref(), entry)?;
+            }
+            MmRecord::Post(p) => self.post(p, entry)?,
+            MmRecord::Emoji => self.imp.report.skip("custom emoji (not stored)", 1),
+            MmRecord::Other(other) => self
+                .imp
+                .report
+                .skip(&format!("{other:?} records (not stored)"), 1),
+        }
         Ok(())
     }
 
-    fn channel(&mut self, ch: &Value, entry: &str) -> Result<(), ImportError> {
-        let team = self.need(ch, "team", entry, "channel")?;
-        let name = self.need(ch, "name", entry, "channel")?;
+    fn channel(
+        &mut self,
+        team: &str,
+        name: &str,
+        title: Option<&str>,
+        line_fields: BTreeMap<String, String>,
+        entry: &str,
+    ) -> Result<(), ImportError> {
         let Some((team_display, team_type)) = self.teams.get(team).cloned() else {
             return Err(malformed(
                 &self.file,
@@ -279,18 +597,12 @@ impl Run<'_, '_> {
             ("team_type".to_string(), team_type),
             ("name".to_string(), name.to_string()),
         ]);
-        for k in ["display_name", "type", "header", "purpose"] {
-            if let Some(v) = str_of(ch, k) {
-                let key = if k == "type" { "channel_type" } else { k };
-                fields.insert(key.to_string(), v.to_string());
-            }
-        }
+        fields.extend(line_fields);
         let xref = ExternalRef {
             source: SOURCE.into(),
             id: id.clone(),
             fields,
         };
-        let title = str_of(ch, "display_name").filter(|s| !s.is_empty());
         let c = self
             .imp
             .conversation(&id, ConversationKind::Group, title, &[], &xref)?;
@@ -299,64 +611,39 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    fn user(&mut self, u: &Value, entry: &str) -> Result<(), ImportError> {
-        let username = self.need(u, "username", entry, "user")?;
-        let uid = self.imp.user(username, || profile_of(u))?;
-        for t in u
-            .get("teams")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let team = str_of(t, "name").unwrap_or_default();
-            for ch in t
-                .get("channels")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let cname = str_of(ch, "name").unwrap_or_default();
-                let id = format!("{team}/{cname}");
-                let Some(c) = self.channels.get(&id).copied() else {
-                    return Err(malformed(
-                        &self.file,
-                        entry,
-                        format!(
-                            "user {username:?} is a member of channel {cname:?} of team \
-                             {team:?}, which no earlier channel line defines"
-                        ),
-                    ));
-                };
-                self.imp.member(c, uid, 0)?;
-            }
+    fn user(
+        &mut self,
+        username: &str,
+        profile: UserProfile,
+        channels: &[(String, String)],
+        entry: &str,
+    ) -> Result<(), ImportError> {
+        let uid = self.imp.user(username, || profile)?;
+        for (team, cname) in channels {
+            let id = format!("{team}/{cname}");
+            let Some(c) = self.channels.get(&id).copied() else {
+                return Err(malformed(
+                    &self.file,
+                    entry,
+                    format!(
+                        "user {username:?} is a member of channel {cname:?} of team \
+                         {team:?}, which no earlier channel line defines"
+                    ),
+                ));
+            };
+            self.imp.member(c, uid, 0)?;
         }
         Ok(())
     }
 
-    fn members<'a>(&self, v: &'a Value, k: &str, entry: &str) -> Result<Vec<&'a str>, ImportError> {
-        let list = v
-            .get(k)
-            .and_then(Value::as_array)
-            .ok_or_else(|| malformed(&self.file, entry, format!("no {k:?} list")))?;
-        let names: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
-        if names.is_empty() {
-            return Err(malformed(&self.file, entry, format!("{k:?} is empty")));
-        }
-        Ok(names)
-    }
-
-    fn direct_channel(&mut self, d: &Value, entry: &str) -> Result<ConversationId, ImportError> {
-        let members = self.members(d, "members", entry)?;
-        self.direct(&members, str_of(d, "header"), entry)
-    }
-
     fn direct(
         &mut self,
-        members: &[&str],
+        members: &[String],
         header: Option<&str>,
         entry: &str,
     ) -> Result<ConversationId, ImportError> {
-        let id = direct_channel_id(members);
+        let names: Vec<&str> = members.iter().map(String::as_str).collect();
+        let id = direct_channel_id(&names);
         if let Some(c) = self.channels.get(&id) {
             return Ok(*c);
         }
@@ -375,7 +662,7 @@ impl Run<'_, '_> {
         }
         let mut fields = BTreeMap::from([
             ("type".to_string(), "direct_channel".to_string()),
-            ("members".to_string(), members.join(",")),
+            ("members".to_string(), direct_members_field(&names)),
         ]);
         if let Some(h) = header {
             fields.insert("header".to_string(), h.to_string());
@@ -395,57 +682,53 @@ impl Run<'_, '_> {
         Ok(c)
     }
 
-    fn post(&mut self, p: &Value, entry: &str, direct: bool) -> Result<(), ImportError> {
+    fn post(&mut self, p: MmPost, entry: &str) -> Result<(), ImportError> {
         let mut team_field = None;
-        let c = if direct {
-            let members = self.members(p, "channel_members", entry)?;
-            let id = direct_channel_id(&members);
-            if !self.channels.contains_key(&id) {
-                self.imp.report.note(
-                    "direct channels with no direct_channel line (created from their posts' \
-                     channel_members)",
-                );
-            }
-            self.direct(&members, None, entry)?
-        } else {
-            let team = self.need(p, "team", entry, "post")?;
-            let channel = self.need(p, "channel", entry, "post")?;
-            let id = format!("{team}/{channel}");
-            let by_name = match self.by_name.get(channel).map(Vec::as_slice) {
-                Some([only]) => self.channels.get(only).copied(),
-                _ => None,
-            };
-            match (self.channels.get(&id), by_name) {
-                (Some(c), _) => *c,
-                // The post names the wrong team (seen in real exports): the channel name is
-                // unambiguous, so it goes there, and the team it names is kept for the export.
-                (None, Some(c)) => {
-                    team_field = Some(team.to_string());
+        let c = match &p.place {
+            MmPostPlace::Direct { members } => {
+                let names: Vec<&str> = members.iter().map(String::as_str).collect();
+                if !self.channels.contains_key(&direct_channel_id(&names)) {
                     self.imp.report.note(
-                        "posts naming a team their channel is not in (stored in the channel \
-                         of that name; the team they name is kept)",
+                        "direct channels with no direct_channel line (created from their posts' \
+                         channel_members)",
                     );
-                    c
                 }
-                (None, None) => {
-                    return Err(malformed(
-                        &self.file,
-                        entry,
-                        format!(
-                            "post in channel {channel:?} of team {team:?}, which no earlier \
+                self.direct(members, None, entry)?
+            }
+            MmPostPlace::Channel { team, channel } => {
+                let id = format!("{team}/{channel}");
+                let by_name = match self.by_name.get(channel).map(Vec::as_slice) {
+                    Some([only]) => self.channels.get(only).copied(),
+                    _ => None,
+                };
+                match (self.channels.get(&id), by_name) {
+                    (Some(c), _) => *c,
+                    // The post names the wrong team (seen in real exports): the channel name is
+                    // unambiguous, so it goes there, and the team it names is kept for the
+                    // export.
+                    (None, Some(c)) => {
+                        team_field = Some(team.clone());
+                        self.imp.report.note(
+                            "posts naming a team their channel is not in (stored in the channel \
+                             of that name; the team they name is kept)",
+                        );
+                        c
+                    }
+                    (None, None) => {
+                        return Err(malformed(
+                            &self.file,
+                            entry,
+                            format!(
+                                "post in channel {channel:?} of team {team:?}, which no earlier \
                                  channel line defines"
-                        ),
-                    ))
+                            ),
+                        ))
+                    }
                 }
             }
         };
-        let root_key = self.one(c, p, entry, None, team_field)?;
-        for r in p
-            .get("replies")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        let root_key = self.one(c, &p.root, entry, None, team_field)?;
+        for r in &p.replies {
             self.one(c, r, entry, Some(&root_key), None)?;
         }
         Ok(())
@@ -455,13 +738,13 @@ impl Run<'_, '_> {
     fn one(
         &mut self,
         c: ConversationId,
-        p: &Value,
+        p: &MmPostBody,
         entry: &str,
         root: Option<&(String, Option<MessageId>)>,
         team_field: Option<String>,
     ) -> Result<(String, Option<MessageId>), ImportError> {
         let what = if root.is_some() { "reply" } else { "post" };
-        let user = self.need(p, "user", entry, what)?;
+        let user = p.user.as_str();
         let author = self.imp.known_user(user)?.ok_or_else(|| {
             malformed(
                 &self.file,
@@ -471,17 +754,7 @@ impl Run<'_, '_> {
                 ),
             )
         })?;
-        let create_at = p
-            .get("create_at")
-            .and_then(Value::as_i64)
-            .filter(|t| *t >= 0)
-            .ok_or_else(|| {
-                malformed(
-                    &self.file,
-                    entry,
-                    format!("{what} has no \"create_at\" (UTC ms, not negative)"),
-                )
-            })?;
+        let create_at = p.create_at;
         let thread = root.map(|(r, _)| r.clone()).unwrap_or_default();
         let seen = self
             .last
@@ -500,20 +773,12 @@ impl Run<'_, '_> {
             None => format!("{create_at}:{user}{nth}"),
             Some(_) => format!("{thread}/{create_at}:{user}{nth}"),
         };
-        let body = str_of(p, "message").unwrap_or_default().to_string();
-        let reactions = p
-            .get("reactions")
-            .and_then(Value::as_array)
-            .map_or(0, |r| r.len() as u64);
-        self.imp.report.skip("reactions (not stored)", reactions);
+        self.imp.report.skip("reactions (not stored)", p.reactions);
         let attachments = p
-            .get("attachments")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|a| str_of(a, "path"))
+            .attachments
+            .iter()
             .map(|path| Attachment {
-                name: path.to_string(),
+                name: path.clone(),
                 media_type: String::new(),
                 size_bytes: 0,
             })
@@ -522,13 +787,13 @@ impl Run<'_, '_> {
         if let Some(t) = team_field {
             fields.insert("team".to_string(), t);
         }
-        if let Some(t) = nonempty(str_of(p, "type")) {
-            fields.insert("type".to_string(), t);
+        if let Some(t) = &p.post_type {
+            fields.insert("type".to_string(), t.clone());
         }
         let msg = NewMessage {
             author,
             sent_at_ms: create_at,
-            body: body.clone(),
+            body: p.message.clone(),
             kind: MessageKind::Text,
             reply_to: root.and_then(|(_, id)| *id),
             also_reply_to: Vec::new(),
@@ -540,11 +805,10 @@ impl Run<'_, '_> {
             fields,
         };
         let id = self.imp.message(c, Incoming { msg, xref })?;
-        let positive = |k: &str| p.get(k).and_then(Value::as_i64).filter(|t| *t > 0);
-        if let Some(at) = positive("edit_at") {
-            self.imp.edit(c, &key, &body, at)?;
+        if let Some(at) = p.edit_at {
+            self.imp.edit(c, &key, &p.message, at)?;
         }
-        if let Some(at) = positive("delete_at") {
+        if let Some(at) = p.delete_at {
             self.imp.delete(c, &key, at)?;
         }
         Ok((key, id))

@@ -484,6 +484,67 @@ fn slack_records(
     let field = |k: &str| sref.as_ref().and_then(|r| r.field(k)).map(str::to_string);
     let ts = slack_ts(it);
     let author = ctx.user_ext(m.author)?;
+    let original = it
+        .older
+        .first()
+        .filter(|r| r.revision == 0)
+        .map_or(m.body.as_str(), |r| r.body.as_str());
+    let thread_ts = match (field("thread_ts"), m.reply_to) {
+        (Some(tt), _) => Some(tt),
+        (None, Some(p)) => match ctx.vault.get(ctx.tenant, c, p) {
+            Ok(pm) => Some(slack_ts(&item(ctx.vault, ctx.tenant, c, pm)?)),
+            Err(Error::Shredded { .. } | Error::Expired { .. } | Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        },
+        (None, None) => None,
+    };
+    let o = slack_message_json(
+        &ts,
+        &author,
+        sref.as_ref(),
+        original,
+        m.kind,
+        thread_ts.as_deref(),
+        &m.attachments,
+    );
+    out.push(o);
+    ctx.sum.messages += 1;
+    // Later revisions, then the deletion.
+    let mut later: Vec<(String, i64)> = it
+        .older
+        .iter()
+        .filter(|r| r.revision > 0)
+        .map(|r| (r.body.clone(), r.written_at_ms))
+        .collect();
+    if m.deleted_at_ms.is_none() && m.revision > 0 {
+        later.push((m.body.clone(), m.edited_at_ms.unwrap_or(m.sent_at_ms)));
+    }
+    for (body, at) in later {
+        out.push(slack_change_json(&author, &ts, &body, at));
+        ctx.sum.changes += 1;
+    }
+    if let Some(d) = m.deleted_at_ms {
+        out.push(slack_deletion_json(&ts, d));
+        ctx.sum.changes += 1;
+    }
+    Ok(())
+}
+
+/// A message as the Slack writer writes it (pure: what [`super::slack::parse_message`] reads
+/// back): `ts`, its author's external id, its Slack external reference if any (`bot_id`,
+/// `username` and `user` of a bot, `subtype`), the text of its first revision, its kind (an
+/// action without a subtype becomes `me_message`), the `thread_ts` to write, its attachments
+/// as `files`.
+pub(crate) fn slack_message_json(
+    ts: &str,
+    author: &str,
+    sref: Option<&ExternalRef>,
+    original: &str,
+    kind: MessageKind,
+    thread_ts: Option<&str>,
+    attachments: &[crate::Attachment],
+) -> Value {
+    let field = |k: &str| sref.and_then(|r| r.field(k)).map(str::to_string);
     let mut o = Map::new();
     o.insert("type".into(), json!("message"));
     match field("bot_id") {
@@ -500,67 +561,43 @@ fn slack_records(
             o.insert("user".into(), json!(author));
         }
     }
-    let original = it
-        .older
-        .first()
-        .filter(|r| r.revision == 0)
-        .map_or(m.body.as_str(), |r| r.body.as_str());
     o.insert("text".into(), json!(original));
     o.insert("ts".into(), json!(ts));
     let subtype = field("subtype")
-        .or_else(|| (m.kind == MessageKind::Action).then(|| "me_message".to_string()));
+        .or_else(|| (kind == MessageKind::Action).then(|| "me_message".to_string()));
     if let Some(st) = subtype {
         o.insert("subtype".into(), json!(st));
     }
-    let thread_ts = match (field("thread_ts"), m.reply_to) {
-        (Some(tt), _) => Some(tt),
-        (None, Some(p)) => match ctx.vault.get(ctx.tenant, c, p) {
-            Ok(pm) => Some(slack_ts(&item(ctx.vault, ctx.tenant, c, pm)?)),
-            Err(Error::Shredded { .. } | Error::Expired { .. } | Error::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        },
-        (None, None) => None,
-    };
     if let Some(tt) = thread_ts {
         o.insert("thread_ts".into(), json!(tt));
     }
-    if !m.attachments.is_empty() {
-        let files: Vec<Value> = m
-            .attachments
+    if !attachments.is_empty() {
+        let files: Vec<Value> = attachments
             .iter()
             .map(|a| json!({"name": a.name, "mimetype": a.media_type, "size": a.size_bytes}))
             .collect();
         o.insert("files".into(), Value::Array(files));
     }
-    out.push(Value::Object(o));
-    ctx.sum.messages += 1;
-    // Later revisions, then the deletion.
-    let mut later: Vec<(String, i64)> = it
-        .older
-        .iter()
-        .filter(|r| r.revision > 0)
-        .map(|r| (r.body.clone(), r.written_at_ms))
-        .collect();
-    if m.deleted_at_ms.is_none() && m.revision > 0 {
-        later.push((m.body.clone(), m.edited_at_ms.unwrap_or(m.sent_at_ms)));
-    }
-    for (body, at) in later {
-        let ets = ms_to_ts(at, 0);
-        out.push(json!({
-            "type": "message", "subtype": "message_changed", "hidden": true, "ts": ets,
-            "message": {"type": "message", "user": author, "text": body, "ts": ts,
-                        "edited": {"user": author, "ts": ets}}
-        }));
-        ctx.sum.changes += 1;
-    }
-    if let Some(d) = m.deleted_at_ms {
-        out.push(json!({
-            "type": "message", "subtype": "message_deleted", "hidden": true,
-            "ts": ms_to_ts(d, 0), "deleted_ts": ts
-        }));
-        ctx.sum.changes += 1;
-    }
-    Ok(())
+    Value::Object(o)
+}
+
+/// The `message_changed` event of a later revision (`body`, written at `at_ms`, UTC ms) of the
+/// message `ts` by `author`.
+pub(crate) fn slack_change_json(author: &str, ts: &str, body: &str, at_ms: i64) -> Value {
+    let ets = ms_to_ts(at_ms, 0);
+    json!({
+        "type": "message", "subtype": "message_changed", "hidden": true, "ts": ets,
+        "message": {"type": "message", "user": author, "text": body, "ts": ts,
+                    "edited": {"user": author, "ts": ets}}
+    })
+}
+
+/// The `message_deleted` event of the message `ts`, deleted at `at_ms` (UTC ms).
+pub(crate) fn slack_deletion_json(ts: &str, at_ms: i64) -> Value {
+    json!({
+        "type": "message", "subtype": "message_deleted", "hidden": true,
+        "ts": ms_to_ts(at_ms, 0), "deleted_ts": ts
+    })
 }
 
 // ------------------------------------------------------------------ Mattermost
@@ -590,8 +627,14 @@ fn line(w: &mut impl Write, v: &Value) -> Result<()> {
         .map_err(|source| Error::ExportWrite { source })
 }
 
+/// The members of a direct channel as written, from the `members` field its import kept
+/// (usernames joined by `,`).
+pub(crate) fn mm_direct_members(field: &str) -> Vec<String> {
+    field.split(',').map(str::to_string).collect()
+}
+
 /// Where a conversation goes in Mattermost.
-enum MmPlace {
+pub(crate) enum MmPlace {
     Channel {
         team: String,
         name: String,
@@ -626,7 +669,7 @@ fn mm_body(ctx: &mut Ctx<'_>, only: Option<ConversationId>, w: &mut impl Write) 
         if direct {
             let mut names = Vec::new();
             match field("members") {
-                Some(m) => names.extend(m.split(',').map(str::to_string)),
+                Some(m) => names.extend(mm_direct_members(&m)),
                 None => {
                     for m in &members {
                         names.push(ctx.user_ext(m.user)?);
@@ -760,35 +803,78 @@ fn mm_body(ctx: &mut Ctx<'_>, only: Option<ConversationId>, w: &mut impl Write) 
     Ok(())
 }
 
-fn mm_post(ctx: &mut Ctx<'_>, it: &Item) -> Result<Map<String, Value>> {
-    let m = &it.msg;
+/// A post or reply as the Mattermost writer writes it (pure: what
+/// [`super::mattermost::parse_line`] reads back): its author's username, its current text,
+/// time, edit time (written only when it is not deleted), deletion time, Mattermost `type`
+/// and attachment names (as `path`).
+pub(crate) fn mm_post_json(
+    user: &str,
+    body: &str,
+    sent_at_ms: i64,
+    edited_at_ms: Option<i64>,
+    deleted_at_ms: Option<i64>,
+    post_type: Option<&str>,
+    attachments: &[crate::Attachment],
+) -> Map<String, Value> {
     let mut p = Map::new();
-    p.insert("user".into(), json!(ctx.user_ext(m.author)?));
-    p.insert("message".into(), json!(m.body));
-    p.insert("create_at".into(), json!(m.sent_at_ms));
-    if let (None, Some(e)) = (m.deleted_at_ms, m.edited_at_ms) {
+    p.insert("user".into(), json!(user));
+    p.insert("message".into(), json!(body));
+    p.insert("create_at".into(), json!(sent_at_ms));
+    if let (None, Some(e)) = (deleted_at_ms, edited_at_ms) {
         p.insert("edit_at".into(), json!(e));
-        ctx.sum.changes += 1;
     }
-    if let Some(d) = m.deleted_at_ms {
+    if let Some(d) = deleted_at_ms {
         p.insert("delete_at".into(), json!(d));
-        ctx.sum.changes += 1;
     }
-    if let Some(r) = xref_of(&it.xref, mattermost::SOURCE) {
-        if let Some(ty) = r.field("type") {
-            p.insert("type".into(), json!(ty));
-        }
+    if let Some(ty) = post_type {
+        p.insert("type".into(), json!(ty));
     }
-    if !m.attachments.is_empty() {
-        let a: Vec<Value> = m
-            .attachments
+    if !attachments.is_empty() {
+        let a: Vec<Value> = attachments
             .iter()
             .map(|a| json!({"path": a.name}))
             .collect();
         p.insert("attachments".into(), Value::Array(a));
     }
+    p
+}
+
+/// The line of a post (with its replies already in it) in `place`.
+pub(crate) fn mm_post_line(mut post: Map<String, Value>, place: &MmPlace) -> Value {
+    match place {
+        MmPlace::Channel { team, name } => {
+            post.insert("team".into(), json!(team));
+            post.insert("channel".into(), json!(name));
+            json!({"type": "post", "post": Value::Object(post)})
+        }
+        MmPlace::Direct { members, .. } => {
+            post.insert("channel_members".into(), json!(members));
+            json!({"type": "direct_post", "direct_post": Value::Object(post)})
+        }
+    }
+}
+
+fn mm_post(ctx: &mut Ctx<'_>, it: &Item) -> Result<Map<String, Value>> {
+    let m = &it.msg;
+    let user = ctx.user_ext(m.author)?;
+    if m.deleted_at_ms.is_none() && m.edited_at_ms.is_some() {
+        ctx.sum.changes += 1;
+    }
+    if m.deleted_at_ms.is_some() {
+        ctx.sum.changes += 1;
+    }
+    let xref = xref_of(&it.xref, mattermost::SOURCE);
+    let post_type = xref.as_ref().and_then(|r| r.field("type"));
     ctx.sum.messages += 1;
-    Ok(p)
+    Ok(mm_post_json(
+        &user,
+        &m.body,
+        m.sent_at_ms,
+        m.edited_at_ms,
+        m.deleted_at_ms,
+        post_type,
+        &m.attachments,
+    ))
 }
 
 fn mm_posts(
@@ -844,23 +930,17 @@ fn mm_posts(
         if !rs.is_empty() {
             post.insert("replies".into(), Value::Array(rs));
         }
-        match place {
-            MmPlace::Channel { team, name } => {
-                let team = xref_of(&it.xref, mattermost::SOURCE)
-                    .and_then(|r| r.field("team").map(str::to_string))
-                    .unwrap_or_else(|| team.clone());
-                post.insert("team".into(), json!(team));
-                post.insert("channel".into(), json!(name));
-                line(w, &json!({"type": "post", "post": Value::Object(post)}))?;
-            }
-            MmPlace::Direct { members, .. } => {
-                post.insert("channel_members".into(), json!(members));
-                line(
-                    w,
-                    &json!({"type": "direct_post", "direct_post": Value::Object(post)}),
-                )?;
-            }
-        }
+        // A post that named another team than its channel's is written with the team it named.
+        let named_team = match place {
+            MmPlace::Channel { name, .. } => xref_of(&it.xref, mattermost::SOURCE)
+                .and_then(|r| r.field("team").map(str::to_string))
+                .map(|team| MmPlace::Channel {
+                    team,
+                    name: name.clone(),
+                }),
+            MmPlace::Direct { .. } => None,
+        };
+        line(w, &mm_post_line(post, named_team.as_ref().unwrap_or(place)))?;
     }
     Ok(())
 }
