@@ -427,7 +427,7 @@ fn purge_on_an_empty_vault_and_bad_retention_values() {
     assert_eq!(o.status.code(), Some(2), "usage error: {}", stderr(&o));
     assert_eq!(
         cli.ok(&["ls", "rust"]),
-        "rust.0\t1200 messages\t(last message id 1200)\n"
+        "rust.0\t1200 messages\t(last message id 1200)\t#rust rust.0\n"
     );
 }
 
