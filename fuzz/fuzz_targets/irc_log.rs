@@ -8,7 +8,9 @@
 //! - an accepted log accounts for every line: messages + system lines = lines; each message's
 //!   line ends with its body byte for byte and holds its nick before it; line numbers rise;
 //!   times never go backwards; when no line was out of order, each timed message keeps its
-//!   written time of day (modulo 12 h on a 12-hour clock); the conversation is the file stem
+//!   written time of day (modulo 12 h on a 12-hour clock), read where the file name's layout
+//!   puts the clock (a `.ascii.txt` name with an Ubuntu date stem is the Ubuntu layout: a
+//!   finding of the target itself, once); the conversation is the file stem
 //!   (channel `ubuntu` for the Ubuntu layout); reply links point to earlier message lines,
 //!   the nearest as `reply_to_line` and the others ascending before it, and `links_kept`
 //!   counts them; no annotation, no links;
@@ -53,6 +55,42 @@ fn clock(s: &str) -> Option<i64> {
         _ => return None,
     };
     Some(h * HOUR_MS + m * 60_000 + s * 1000)
+}
+
+/// Which layout the parser reads a log of this file name in: `Some(true)` the dated layout
+/// (`<channel>.<n>.ascii.txt`), `Some(false)` the Ubuntu layout (a `YYYY-MM-DD` stem, alone or
+/// with `_HH` or `.<tag>`, even with the `.ascii.txt` suffix), `None` where only the parser's
+/// calendar can tell (an Ubuntu-shaped stem whose day may not exist in its month).
+fn dated_layout(name: &str) -> Option<bool> {
+    let (stem, ascii) = match name.strip_suffix(".ascii.txt") {
+        Some(s) => (s, true),
+        None => (name.strip_suffix(".raw.txt")?, false),
+    };
+    let b = stem.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let date_shaped = digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10);
+    let rest = stem.get(10..).unwrap_or("");
+    let rest_ok = rest.is_empty()
+        || rest
+            .strip_prefix('_')
+            .is_some_and(|h| h.len() == 2 && h.bytes().all(|d| d.is_ascii_digit()))
+        || rest.strip_prefix('.').is_some_and(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        });
+    if date_shaped && rest_ok {
+        let month: u32 = stem[5..7].parse().ok()?;
+        let day: u32 = stem[8..10].parse().ok()?;
+        // Surely a date: the Ubuntu layout. Days 29 to 31 depend on the month and year.
+        return ((1..=12).contains(&month) && (1..=28).contains(&day)).then_some(false);
+    }
+    Some(ascii)
 }
 
 fn check_log(
@@ -106,12 +144,10 @@ fn check_log(
         }
         if ooo == 0 {
             // The clock of a timed line: at its start (Ubuntu) or after `channel date `.
-            let timed = if line.starts_with('[') {
-                Some(line)
-            } else if name.ends_with(".ascii.txt") {
-                line.splitn(3, ' ').nth(2).filter(|r| r.starts_with('['))
-            } else {
-                None
+            let timed = match dated_layout(name) {
+                Some(false) => line.starts_with('[').then_some(line),
+                Some(true) => line.splitn(3, ' ').nth(2).filter(|r| r.starts_with('[')),
+                None => None,
             };
             if let Some(tod) = timed.and_then(clock) {
                 assert_eq!(
