@@ -166,8 +166,9 @@ pub(crate) fn unwrap_vault_key(
         }),
         // A newer version than the key given holds (a bare key after a rotation): name it,
         // since "wrong key" would send the operator looking for another key when the key may
-        // be right but given under the wrong version. An older one (an old copy whose version
-        // was retired) is a wrong key for it.
+        // be right but given under the wrong version. An older one is most likely an old copy
+        // (a backup, a checkpoint) whose version a shred or a purge retired since: say so, as
+        // `restore` does.
         Err(ProviderError::UnknownVersion(needed)) if needed > provider.current_version() => {
             Err(Error::RootKeyVersionMissing {
                 path: dir.to_path_buf(),
@@ -180,9 +181,7 @@ pub(crate) fn unwrap_vault_key(
                     .join(", "),
             })
         }
-        Err(ProviderError::UnknownVersion(_)) => Err(Error::WrongRootKey {
-            path: dir.to_path_buf(),
-        }),
+        Err(ProviderError::UnknownVersion(v)) => Err(retired_or_wrong(dir, provider, v)),
         Err(ProviderError::Malformed(m)) => Err(Error::corrupt(what(), m)),
         Err(e) => Err(e.into()),
     }

@@ -562,7 +562,7 @@ impl StaticKeyProvider {
         let mut text = Zeroizing::new(format!(
             "# chatvault root key. Keep it secret and back it up apart from the vault:\n\
              # without it the vault can never be read again. The highest version is current;\n\
-             # chatvault adds and retires versions itself (key re-versioning at purge).\n\
+             # chatvault adds and retires versions itself (at each shred and erasure, and at purges).\n\
              {KEY_FILE_MAGIC}\n"
         ));
         for (v, _, k) in keys {

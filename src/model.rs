@@ -27,6 +27,13 @@ macro_rules! iid_accessors {
             pub fn as_u64(self) -> u64 {
                 self.0
             }
+
+            /// The handle of internal id `id`, as receipts, audit entries and `--json` output
+            /// give it (`#N` in text). Nothing is checked here: every call that takes the
+            /// handle answers `NotFound` (or `Shredded`) for an id that is not there.
+            pub fn from_u64(id: u64) -> Self {
+                Self(id)
+            }
         }
         impl std::fmt::Display for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -194,7 +194,13 @@ fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
     );
     assert_eq!(
         keys(&rel),
-        set(&["tenant", "tenant_id", "released", "carried_out"])
+        set(&[
+            "tenant",
+            "tenant_id",
+            "released",
+            "carried_out",
+            "key_paths_pending"
+        ])
     );
     assert_eq!(rel["carried_out"], serde_json::json!([]));
 
@@ -503,4 +509,55 @@ fn a_slack_channel_name_leads_to_its_id() {
         )),
         "{err}"
     );
+}
+
+/// Fresh-eyes findings of this session: a usage error under --json is one JSON object too
+/// (exit 2); `#N` names a tenant, conversation or user by the internal id that receipts print;
+/// opening an old copy whose root key version a shred retired says so (exit 6), not "wrong
+/// key".
+#[test]
+fn usage_errors_under_json_internal_ids_and_old_copies() {
+    let cli = Cli::with_sample();
+    let o = cli.run(&["ls", "--json", "--bogus"]);
+    assert_eq!(o.status.code(), Some(2));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let j: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(j["exit_code"], 2);
+    assert!(j["error"].as_str().unwrap().contains("--bogus"), "{j}");
+    // --help stays text.
+    let o = cli.run(&["ls", "--json", "--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8(o.stdout).unwrap().starts_with("List"));
+
+    // `#N`, from --json ids.
+    let ls = json(&cli, &["ls", "rust", "--json"]);
+    let (t, c) = (
+        ls["tenant_id"].as_u64().unwrap(),
+        ls["conversations"][0]["conversation_id"].as_u64().unwrap(),
+    );
+    let cp = cli.path("cp");
+    cli.ok(&["checkpoint", cp.to_str().unwrap()]);
+    let j = json(
+        &cli,
+        &[
+            "shred",
+            "conversation",
+            &format!("#{t}"),
+            &format!("#{c}"),
+            "--yes",
+            "--json",
+        ],
+    );
+    assert_eq!(j["scope"]["kind"], "conversation");
+    let e = cli.fails(&["read", "rust", &format!("#{}", c + 1000)], 1);
+    assert!(
+        e.contains(&format!("has no conversation #{}", c + 1000)),
+        "{e}"
+    );
+
+    // The checkpoint from before the shred, opened in place: the retired version is named.
+    let o = cli.run_on(&cp, &["ls"]);
+    assert_eq!(o.status.code(), Some(6));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("needs root key version 1"), "{err}");
 }

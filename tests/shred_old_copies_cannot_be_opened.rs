@@ -182,7 +182,7 @@ fn right_after_a_shred_an_old_copy_opens_nothing_it_destroyed() {
     assert_eq!(destroyed.len(), 2, "mallory's key and day 1's key");
     assert!(matches!(
         Vault::open(&old, key_file_provider(&key_file), VaultOptions::default()),
-        Err(Error::WrongRootKey { .. })
+        Err(Error::RootKeyVersionRetired { .. })
     ));
     let exposed = recovered(p.as_ref(), &data, &old_keys, &destroyed);
     assert!(
@@ -399,7 +399,7 @@ fn an_old_copy_cannot_open_shredded_data_with_every_live_key() {
     // After the purge: the old copy does not open with the current key file...
     assert!(matches!(
         Vault::open(&old, p2.clone(), VaultOptions::default()),
-        Err(Error::WrongRootKey { .. })
+        Err(Error::RootKeyVersionRetired { .. })
     ));
     // ...and the attack with every live key recovers none of the destroyed keys.
     assert!(

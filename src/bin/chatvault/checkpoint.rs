@@ -17,8 +17,8 @@ empty or inside the data directory, vault held by another process, ...), 2 bad u
 /// Shown under `chatvault restore --help`.
 pub const RESTORE_EXIT_CODES: &str = "Exit codes: 0 restored and checked, 1 error (not a \
 checkpoint, target not empty, wrong root key, ...), 2 bad usage, 6 the checkpoint needs a root \
-key version the key file no longer holds (taken before a purge that re-versioned keys; nothing \
-was written).";
+key version the key file no longer holds (taken before a shred, an erasure or a purge that \
+re-versioned keys; nothing was written).";
 
 /// Exit code of `restore` when the checkpoint needs a retired root key version.
 pub const EXIT_ROOT_KEY_RETIRED: u8 = 6;

@@ -87,6 +87,8 @@ pub fn exit_code_of(e: &anyhow::Error) -> Option<u8> {
         Some(Error::VaultFormatTooNew { .. } | Error::VaultFormatNeedsUpgrade { .. }) => {
             Some(EXIT_FORMAT)
         }
+        // An old copy (checkpoint, backup) opened in place: as `restore` answers it.
+        Some(Error::RootKeyVersionRetired { .. }) => Some(6),
         _ => None,
     })
 }
@@ -311,6 +313,17 @@ fn open_inner(args: &VaultArgs, call: &str, read_only: bool) -> anyhow::Result<V
 
 /// The tenant named `name`, or an error that says how to find the right name.
 pub fn tenant(v: &Vault, name: &str) -> anyhow::Result<TenantId> {
+    // `#N`: the internal id, as receipts and audit entries print it.
+    if let Some(id) = internal_id(name) {
+        let t = TenantId::from_u64(id);
+        return match v.tenants()?.iter().any(|x| x.id == t) {
+            true => Ok(t),
+            false => bail!(
+                "no tenant {name} in this vault (`chatvault ls --json` gives tenant ids); a \
+                 shredded tenant is not listed"
+            ),
+        };
+    }
     match v.tenant(name) {
         Ok(t) => Ok(t),
         Err(Error::NotFound { .. }) => {
@@ -323,6 +336,16 @@ pub fn tenant(v: &Vault, name: &str) -> anyhow::Result<TenantId> {
     }
 }
 
+/// `#N` (an internal id, as receipts and audit entries print it), or `None` for a name. Names
+/// of that form are taken as ids (IRC nicks, Slack and Mattermost ids never have it).
+fn internal_id(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix('#')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// The conversation `name` of tenant `tenant_name`, or an error that says how to find it.
 pub fn conversation(
     v: &Vault,
@@ -330,6 +353,17 @@ pub fn conversation(
     tenant_name: &str,
     name: &str,
 ) -> anyhow::Result<ConversationId> {
+    if let Some(id) = internal_id(name) {
+        let c = ConversationId::from_u64(id);
+        return match v.conversation(t, c) {
+            Ok(_) => Ok(c),
+            Err(Error::NotFound { .. }) => bail!(
+                "tenant {tenant_name:?} has no conversation {name} (`chatvault ls \
+                 {tenant_name} --json` gives conversation ids)"
+            ),
+            Err(e) => Err(e.into()),
+        };
+    }
     match v.conversation_id(t, name) {
         Ok(c) => Ok(c),
         Err(Error::NotFound { .. }) => {
@@ -390,6 +424,14 @@ pub fn user(
     tenant_name: &str,
     name: &str,
 ) -> anyhow::Result<chatvault::UserId> {
+    if let Some(id) = internal_id(name) {
+        let u = chatvault::UserId::from_u64(id);
+        return match v.user(t, u) {
+            Ok(_) => Ok(u),
+            Err(Error::NotFound { .. }) => bail!("tenant {tenant_name:?} has no user {name}"),
+            Err(e) => Err(e.into()),
+        };
+    }
     match v.user_id(t, name) {
         Ok(u) => Ok(u),
         Err(Error::NotFound { .. }) => bail!(

@@ -59,7 +59,8 @@ pub struct ReleaseArgs {
     /// The hold's id (`chatvault hold list TENANT`).
     hold_id: u64,
     /// Print one JSON object: {"tenant", "tenant_id", "released" (the hold's id),
-    /// "carried_out": [{"seq", "scope": {"kind", ...}, "at_ms", "key_ranges"}]: the queued
+    /// "key_paths_pending" (0: the erasures' keys are re-versioned, copies taken before cannot
+    /// open them), "carried_out": [{"seq", "scope": {"kind", ...}, "at_ms", "key_ranges"}]: the queued
     /// erasures the release carried out}.
     #[arg(long)]
     json: bool,
@@ -154,6 +155,7 @@ fn release(a: &ReleaseArgs, out: &mut impl Write) -> anyhow::Result<()> {
                 "tenant_id": t.as_u64(),
                 "released": a.hold_id,
                 "carried_out": items,
+                "key_paths_pending": v.key_paths_pending()?,
             }),
         );
     }

@@ -45,8 +45,10 @@ pub fn run(args: &LsArgs, out: &mut impl Write) -> anyhow::Result<()> {
         Some(name) => {
             let t = common::tenant(&v, name)?;
             let mut items: Vec<Value> = Vec::new();
+            let mut listed = 0u64;
             for c in v.conversations(t)? {
                 let c = c?;
+                listed += 1;
                 let visible = v.message_count(t, c.id)?;
                 let last = v.last_message_id(t, c.id)?;
                 if args.json {
@@ -69,6 +71,13 @@ pub fn run(args: &LsArgs, out: &mut impl Write) -> anyhow::Result<()> {
                             .unwrap_or_default(),
                     )?;
                 }
+            }
+            if listed == 0 && !args.json {
+                writeln!(
+                    out,
+                    "tenant {name} has no conversations (none yet, or all shredded: `chatvault \
+                     receipts show`)"
+                )?;
             }
             if args.json {
                 common::print_json(

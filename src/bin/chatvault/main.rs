@@ -92,9 +92,10 @@ enum Command {
     /// Restore a checkpoint into --data (a new or empty directory), checking first that it is a
     /// chatvault checkpoint and that it opens with the root key.
     ///
-    /// A checkpoint taken before a purge that re-versioned keys needs a root key version the
-    /// key file no longer holds: it is refused (exit 6), so that it cannot bring back data
-    /// shredded since. A checkpoint taken after a shred keeps it shredded.
+    /// A checkpoint taken before a shred or an erasure (each re-versions keys before it
+    /// returns), or before a purge that destroyed expired days' keys, needs a root key version
+    /// the key file no longer holds: it is refused (exit 6), so that it cannot bring back data
+    /// destroyed since. A checkpoint taken after a shred keeps it shredded.
     #[command(after_help = checkpoint::RESTORE_EXIT_CODES)]
     Restore(checkpoint::RestoreArgs),
     /// Show or set retention policies (history on/off, retention period).
@@ -107,7 +108,8 @@ enum Command {
         #[command(subcommand)]
         command: hold::HoldCommand,
     },
-    /// Remove expired messages from disk, and destroy the keys of fully expired days.
+    /// Remove expired and shredded records from disk (verified by a byte scan of every data
+    /// file), destroy the keys of fully expired days, and re-version keys still waiting for it.
     ///
     /// Prints, per conversation, what is (or with --dry-run, would be) removed, then whether
     /// the purge is complete: verified by a scan of every data file that no removed record is
@@ -214,12 +216,34 @@ fn main() -> ExitCode {
             std::env::remove_var(var);
         }
     }
-    let cli = match Cli::from_arg_matches(&document_exit_codes(Cli::command()).get_matches()) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
-    };
-    // Under --json a failure is also one JSON object on stdout, for scripts that read only it.
+    // Under --json a failure is also one JSON object on stdout, for scripts that read only it
+    // (usage errors included; --help and --version stay text).
     let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let matches = document_exit_codes(Cli::command()).try_get_matches();
+    let cli = match matches.and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            let help = matches!(
+                e.kind(),
+                K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+            );
+            if json && !help {
+                let text = e.render().to_string();
+                let message = text
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("bad usage")
+                    .trim_start_matches("error: ")
+                    .to_string();
+                println!(
+                    "{}",
+                    serde_json::json!({"error": message, "exit_code": e.exit_code()})
+                );
+            }
+            e.exit()
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

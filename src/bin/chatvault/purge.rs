@@ -192,7 +192,7 @@ fn print_report(v: &Vault, r: &PurgeReport, out: &mut impl Write) -> anyhow::Res
         writeln!(
             out,
             "dry run: nothing was changed ({} found; run without --dry-run to purge)",
-            plural(r.expired_records(), "expired record")
+            plural(r.expired_records(), "expired or shredded record")
         )?;
     } else if r.complete {
         if !r.conversations.is_empty() {
@@ -200,7 +200,7 @@ fn print_report(v: &Vault, r: &PurgeReport, out: &mut impl Write) -> anyhow::Res
                 out,
                 "purge complete: {} removed; none is left in the {} of the vault (checked after \
                  {})",
-                plural(r.expired_records(), "expired record"),
+                plural(r.expired_records(), "expired or shredded record"),
                 plural(r.files_scanned, "data file"),
                 plural(u64::from(r.attempts), "compaction pass")
             )?;

@@ -236,7 +236,7 @@ pub(crate) fn old_copies_text(key_paths_pending: u64) -> String {
             "NOT re-versioned yet ({key_paths_pending} key path(s) pending): a checkpoint or \
              backup taken before this shred still opens what it destroyed. Run `chatvault \
              purge` with the key file (a root key from CHATVAULT_ROOT_KEY cannot get new \
-             versions; see the log for why the pass did not run)"
+             versions; CHATVAULT_LOG=warn shows why the pass did not run)"
         )
     }
 }

@@ -64,7 +64,7 @@ pub fn run(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
         } else {
             writeln!(
                 out,
-                "tenant {:<16} {:>18} {:>16}   ({ids} message ids issued)",
+                "tenant {:<16} {:>18} {:>16}   ({ids} message ids issued in them)",
                 t.name,
                 plural(convs, "conversation"),
                 plural(msgs, "message"),
