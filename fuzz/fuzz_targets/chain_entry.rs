@@ -163,6 +163,19 @@ fuzz_target!(|data: &[u8]| {
     };
     let r = chain.verify(&x, kept.as_ref()).expect("no read errors");
     let b = r.broken.expect("a changed chain never verifies");
+    // An entry changed into another authentic entry (the fuzzer can learn a MAC from the
+    // comparison it watches, as no attacker without the key can) is not a fault of its own: the
+    // next entry's link is.
+    if c[2] % 6 < 2
+        && b.seq == want_seq as u64 + 1
+        && b.fault == ChainFault::BrokenLink
+        && chain
+            .verify(&x[..=want_seq], None)
+            .expect("reads")
+            .is_intact()
+    {
+        return;
+    }
     assert_eq!(b.seq, want_seq as u64, "{b}");
     assert!(want.contains(&b.fault), "{b}, expected {want:?}");
 });
