@@ -80,6 +80,8 @@ fn open_typed(e: &Error) -> bool {
         e,
         Error::WrongRootKey { .. }
             | Error::RootKeyVersionMissing { .. }
+            // A version the provider held once and retired (an old copy): since session 4.
+            | Error::RootKeyVersionRetired { .. }
             | Error::Corrupt { .. }
             | Error::UnsupportedFormat { .. }
             | Error::KeyProvider(_)
