@@ -6,52 +6,28 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::process::Command;
 
 use chatvault::{Error, Vault, VaultOptions};
-use common::Cli;
+use common::{keys, set, Cli};
 use serde_json::Value;
-
-/// Runs, expects success and exactly one JSON object on one line.
-fn json(cli: &Cli, args: &[&str]) -> Value {
-    let out = cli.ok(args);
-    assert_eq!(
-        out.lines().count(),
-        1,
-        "one JSON object on one line:\n{out}"
-    );
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .cloned()
-        .collect()
-}
-
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
 
 #[test]
 fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
     let dir = tempfile::tempdir().unwrap();
     let fresh = Cli::at(&dir.path().join("data"), &dir.path().join("root.key"));
-    let i = json(&fresh, &["init", "--json"]);
+    let i = fresh.json(&["init", "--json"]);
     assert_eq!(keys(&i), set(&["data", "key_file", "format_version"]));
     assert_eq!(i["format_version"], 2);
 
     let cli = Cli::with_sample();
-    let ls = json(&cli, &["ls", "--json"]);
+    let ls = cli.json(&["ls", "--json"]);
     assert_eq!(keys(&ls), set(&["tenants"]));
     assert_eq!(
         keys(&ls["tenants"][0]),
         set(&["tenant", "tenant_id", "conversations"])
     );
-    let ls = json(&cli, &["ls", "rust", "--json"]);
+    let ls = cli.json(&["ls", "rust", "--json"]);
     assert_eq!(keys(&ls), set(&["tenant", "tenant_id", "conversations"]));
     assert_eq!(
         keys(&ls["conversations"][0]),
@@ -65,7 +41,7 @@ fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
     );
     assert_eq!(ls["conversations"][0]["visible_messages"], 1200);
 
-    let r = json(&cli, &["read", "rust", "rust.0", "--limit", "2", "--json"]);
+    let r = cli.json(&["read", "rust", "rust.0", "--limit", "2", "--json"]);
     assert_eq!(
         keys(&r),
         set(&[
@@ -98,10 +74,7 @@ fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
     assert_eq!(r["messages"][0]["author"], "talchas");
     assert_eq!(r["not_shown"], serde_json::json!([]));
 
-    let s = json(
-        &cli,
-        &["retention", "show", "rust", "rust.0", "--changes", "--json"],
-    );
+    let s = cli.json(&["retention", "show", "rust", "rust.0", "--changes", "--json"]);
     assert_eq!(keys(&s), set(&["tenant", "conversation", "changes"]));
     assert_eq!(
         keys(&s["tenant"]),
@@ -125,17 +98,14 @@ fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
             "last_message_id"
         ])
     );
-    let set_r = json(
-        &cli,
-        &[
-            "retention",
-            "set",
-            "rust",
-            "--retention",
-            "36500d",
-            "--json",
-        ],
-    );
+    let set_r = cli.json(&[
+        "retention",
+        "set",
+        "rust",
+        "--retention",
+        "36500d",
+        "--json",
+    ]);
     assert_eq!(
         keys(&set_r),
         set(&["updated", "tenant", "conversation", "newly_expired"])
@@ -145,7 +115,7 @@ fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
         set_r["tenant"]["default"]["retention_ms"],
         36_500u64 * 86_400_000
     );
-    let s = json(&cli, &["retention", "show", "rust", "--changes", "--json"]);
+    let s = cli.json(&["retention", "show", "rust", "--changes", "--json"]);
     assert_eq!(
         keys(&s["changes"][0]),
         set(&[
@@ -159,19 +129,16 @@ fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
         ])
     );
 
-    let h = json(
-        &cli,
-        &[
-            "hold",
-            "add",
-            "rust",
-            "--custodian",
-            "talchas",
-            "--reason",
-            "case 1",
-            "--json",
-        ],
-    );
+    let h = cli.json(&[
+        "hold",
+        "add",
+        "rust",
+        "--custodian",
+        "talchas",
+        "--reason",
+        "case 1",
+        "--json",
+    ]);
     assert_eq!(
         keys(&h),
         set(&[
@@ -185,13 +152,10 @@ fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
     );
     assert_eq!(h["scope"]["kind"], "custodian");
     assert_eq!(h["scope"]["custodian"], "talchas");
-    let l = json(&cli, &["hold", "list", "rust", "--json"]);
+    let l = cli.json(&["hold", "list", "rust", "--json"]);
     assert_eq!(keys(&l), set(&["tenant", "tenant_id", "holds"]));
     assert_eq!(l["holds"][0], h);
-    let rel = json(
-        &cli,
-        &["hold", "release", "rust", &h["id"].to_string(), "--json"],
-    );
+    let rel = cli.json(&["hold", "release", "rust", &h["id"].to_string(), "--json"]);
     assert_eq!(
         keys(&rel),
         set(&[
@@ -204,11 +168,11 @@ fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
     );
     assert_eq!(rel["carried_out"], serde_json::json!([]));
 
-    let rv = json(&cli, &["receipts", "verify", "--json"]);
+    let rv = cli.json(&["receipts", "verify", "--json"]);
     assert_eq!(keys(&rv), set(&["intact", "entries", "head", "broken"]));
     assert_eq!(rv["intact"], true);
 
-    let c = json(&cli, &["compact", "--json"]);
+    let c = cli.json(&["compact", "--json"]);
     assert_eq!(
         keys(&c),
         set(&[
@@ -220,7 +184,7 @@ fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
         ])
     );
     assert_eq!(c["scope"], "vault");
-    let c = json(&cli, &["compact", "--tenant", "rust", "--json"]);
+    let c = cli.json(&["compact", "--tenant", "rust", "--json"]);
     assert_eq!(c["scope"], "tenant");
     assert!(c["key_ranges"].as_u64().unwrap() > 0, "{c}");
 
@@ -235,7 +199,7 @@ fn json_shapes_of_ls_read_retention_hold_receipts_compact_and_init() {
 #[test]
 fn hold_release_and_read_say_what_happened_to_shredded_messages() {
     let cli = Cli::with_sample();
-    let first = json(&cli, &["read", "rust", "rust.0", "--limit", "40", "--json"]);
+    let first = cli.json(&["read", "rust", "rust.0", "--limit", "40", "--json"]);
     let other = first["messages"]
         .as_array()
         .unwrap()
@@ -246,19 +210,16 @@ fn hold_release_and_read_say_what_happened_to_shredded_messages() {
     // Two holds, one erasure queued under each.
     let mut holds = Vec::new();
     for nick in ["talchas", other.as_str()] {
-        let h = json(
-            &cli,
-            &[
-                "hold",
-                "add",
-                "rust",
-                "--custodian",
-                nick,
-                "--reason",
-                "matter",
-                "--json",
-            ],
-        );
+        let h = cli.json(&[
+            "hold",
+            "add",
+            "rust",
+            "--custodian",
+            nick,
+            "--reason",
+            "matter",
+            "--json",
+        ]);
         holds.push(h["id"].to_string());
         let q = cli.ok(&["shred", "user", "rust", nick, "--yes", "--queue-if-held"]);
         assert!(q.starts_with("queued the erasure"), "{q}");
@@ -270,7 +231,7 @@ fn hold_release_and_read_say_what_happened_to_shredded_messages() {
     );
     assert!(out.contains("shredded user "), "{out}");
     assert!(out.contains("run `chatvault purge`"), "{out}");
-    let rel = json(&cli, &["hold", "release", "rust", &holds[1], "--json"]);
+    let rel = cli.json(&["hold", "release", "rust", &holds[1], "--json"]);
     let done = rel["carried_out"].as_array().unwrap();
     assert_eq!(done.len(), 1, "{rel}");
     assert_eq!(
@@ -287,12 +248,12 @@ fn hold_release_and_read_say_what_happened_to_shredded_messages() {
         "{text}"
     );
     assert!(!text.contains("<talchas>"), "{text}");
-    let r = json(&cli, &["read", "rust", "rust.0", "--limit", "3", "--json"]);
+    let r = cli.json(&["read", "rust", "rust.0", "--limit", "3", "--json"]);
     assert_eq!(r["not_shown"][0]["from"], 1);
     assert_eq!(r["not_shown"][0]["reason"], "shredded");
     assert_eq!(r["messages"].as_array().unwrap().len(), 3);
     // Backward from the end: the same notes, newest first; counts add up.
-    let r = json(&cli, &["read", "rust", "rust.0", "--backward", "--json"]);
+    let r = cli.json(&["read", "rust", "rust.0", "--backward", "--json"]);
     let shown = r["messages"].as_array().unwrap().len() as u64;
     let hidden: u64 = r["not_shown"]
         .as_array()
@@ -450,19 +411,16 @@ fn json_failures_empty_key_file_variable_and_missing_key() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no root key: pass --key-file FILE"));
 
     // A queued erasure names the command that releases its hold.
-    let hold = json(
-        &cli,
-        &[
-            "hold",
-            "add",
-            "rust",
-            "--custodian",
-            "talchas",
-            "--reason",
-            "case",
-            "--json",
-        ],
-    );
+    let hold = cli.json(&[
+        "hold",
+        "add",
+        "rust",
+        "--custodian",
+        "talchas",
+        "--reason",
+        "case",
+        "--json",
+    ]);
     let id = hold["id"].as_u64().unwrap();
     let out = cli.ok(&[
         "shred",
@@ -530,24 +488,21 @@ fn usage_errors_under_json_internal_ids_and_old_copies() {
     assert!(String::from_utf8(o.stdout).unwrap().starts_with("List"));
 
     // `#N`, from --json ids.
-    let ls = json(&cli, &["ls", "rust", "--json"]);
+    let ls = cli.json(&["ls", "rust", "--json"]);
     let (t, c) = (
         ls["tenant_id"].as_u64().unwrap(),
         ls["conversations"][0]["conversation_id"].as_u64().unwrap(),
     );
     let cp = cli.path("cp");
     cli.ok(&["checkpoint", cp.to_str().unwrap()]);
-    let j = json(
-        &cli,
-        &[
-            "shred",
-            "conversation",
-            &format!("#{t}"),
-            &format!("#{c}"),
-            "--yes",
-            "--json",
-        ],
-    );
+    let j = cli.json(&[
+        "shred",
+        "conversation",
+        &format!("#{t}"),
+        &format!("#{c}"),
+        "--yes",
+        "--json",
+    ]);
     assert_eq!(j["scope"]["kind"], "conversation");
     let e = cli.fails(&["read", "rust", &format!("#{}", c + 1000)], 1);
     assert!(

@@ -4,40 +4,15 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
-use common::Cli;
+use common::{keys, set, Cli};
 use serde_json::Value;
-
-/// Runs, expects success and exactly one JSON object on one line.
-fn json(cli: &Cli, args: &[&str]) -> Value {
-    let out = cli.ok(args);
-    assert_eq!(
-        out.lines().count(),
-        1,
-        "one JSON object on one line:\n{out}"
-    );
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .cloned()
-        .collect()
-}
-
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
-}
 
 #[test]
 fn json_of_user_export_audit_verify_and_retire_root() {
     let cli = Cli::with_sample();
     let (t, nick) = ("ubuntu", "elgaton");
 
-    let a = json(&cli, &["user", "access", t, nick, "--messages", "--json"]);
+    let a = cli.json(&["user", "access", t, nick, "--messages", "--json"]);
     assert_eq!(
         keys(&a),
         set(&[
@@ -83,57 +58,48 @@ fn json_of_user_export_audit_verify_and_retire_root() {
         set(&["id", "sent_at_ms", "role", "author_id", "body"])
     );
     assert!(msgs[0]["sent_at_ms"].as_i64().unwrap() > 1_300_000_000_000);
-    let plain = json(&cli, &["user", "access", t, nick, "--json"]);
+    let plain = cli.json(&["user", "access", t, nick, "--json"]);
     assert!(plain["conversations"][0]["messages"].is_null());
 
-    let r = json(
-        &cli,
-        &[
-            "user",
-            "rectify",
-            t,
-            nick,
-            "--email",
-            "e@new.example",
-            "--json",
-        ],
-    );
+    let r = cli.json(&[
+        "user",
+        "rectify",
+        t,
+        nick,
+        "--email",
+        "e@new.example",
+        "--json",
+    ]);
     assert_eq!(
         keys(&r),
         set(&["tenant", "tenant_id", "user", "user_id", "changed"])
     );
     assert_eq!(r["changed"], serde_json::json!(["email"]));
     assert_eq!(r["user_id"], a["user_id"]);
-    let r = json(
-        &cli,
-        &[
-            "user",
-            "rectify",
-            t,
-            nick,
-            "--email",
-            "e@new.example",
-            "--json",
-        ],
-    );
+    let r = cli.json(&[
+        "user",
+        "rectify",
+        t,
+        nick,
+        "--email",
+        "e@new.example",
+        "--json",
+    ]);
     assert_eq!(r["changed"], serde_json::json!([]));
 
     // Export: the summary on stdout, the export in --out; --json without --out is exit 2.
     let e = cli.fails(&["export", "user", t, nick, "--json"], 2);
     assert!(e.contains("--out"), "{e}");
     let f = cli.path("elgaton.jsonl");
-    let s = json(
-        &cli,
-        &[
-            "export",
-            "user",
-            t,
-            nick,
-            "--json",
-            "--out",
-            f.to_str().unwrap(),
-        ],
-    );
+    let s = cli.json(&[
+        "export",
+        "user",
+        t,
+        nick,
+        "--json",
+        "--out",
+        f.to_str().unwrap(),
+    ]);
     assert_eq!(
         keys(&s),
         set(&[
@@ -161,18 +127,15 @@ fn json_of_user_export_audit_verify_and_retire_root() {
     assert_eq!(s["records"].as_u64().unwrap() + 1, lines);
     assert!(s["messages"].as_u64().unwrap() > 0);
     let f = cli.path("conv.jsonl");
-    let s = json(
-        &cli,
-        &[
-            "export",
-            "conversation",
-            t,
-            "2011-11-13_02",
-            "--json",
-            "--out",
-            f.to_str().unwrap(),
-        ],
-    );
+    let s = cli.json(&[
+        "export",
+        "conversation",
+        t,
+        "2011-11-13_02",
+        "--json",
+        "--out",
+        f.to_str().unwrap(),
+    ]);
     assert_eq!(s["scope"], "conversation");
     assert!(s["conversation_id"].is_u64() && s["user_id"].is_null());
     let f = cli.path("slack.zip");
@@ -190,28 +153,28 @@ fn json_of_user_export_audit_verify_and_retire_root() {
         2,
     );
 
-    let r = json(&cli, &["user", "restrict", t, nick, "--on", "--json"]);
+    let r = cli.json(&["user", "restrict", t, nick, "--on", "--json"]);
     assert_eq!(
         keys(&r),
         set(&["tenant", "tenant_id", "user", "user_id", "restricted"])
     );
     assert_eq!(r["restricted"], true);
-    let a = json(&cli, &["user", "access", t, nick, "--json"]);
+    let a = cli.json(&["user", "access", t, nick, "--json"]);
     assert!(a["restricted_since_ms"].is_i64());
-    let r = json(&cli, &["user", "restrict", t, nick, "--off", "--json"]);
+    let r = cli.json(&["user", "restrict", t, nick, "--off", "--json"]);
     assert_eq!(r["restricted"], false);
 
-    let v = json(&cli, &["audit", "verify", "--json"]);
+    let v = cli.json(&["audit", "verify", "--json"]);
     assert_eq!(keys(&v), set(&["intact", "entries", "head", "broken"]));
     assert_eq!(v["intact"], true);
     assert!(v["broken"].is_null());
     assert!(v["entries"].as_u64().unwrap() >= 4);
     let head = v["head"].as_str().unwrap().to_string();
-    let v = json(&cli, &["audit", "verify", "--head", &head, "--json"]);
+    let v = cli.json(&["audit", "verify", "--head", &head, "--json"]);
     assert_eq!(v["head"], head.as_str());
 
     cli.ok(&["key", "rotate-root"]);
-    let k = json(&cli, &["key", "retire-root", "1", "--json"]);
+    let k = cli.json(&["key", "retire-root", "1", "--json"]);
     assert_eq!(keys(&k), set(&["retired_root_version"]));
     assert_eq!(k["retired_root_version"], 1);
     // An error is text on stderr and the same exit code.
@@ -225,28 +188,25 @@ fn json_of_extension_and_consent() {
     let (t, nick, conv) = ("ubuntu", "elgaton", "2011-11-13_02");
     let ext = "com.example.summary";
 
-    let r = json(
-        &cli,
-        &[
-            "extension",
-            "register",
-            t,
-            ext,
-            "--name",
-            "Summary",
-            "--scope",
-            "read-messages",
-            "--scope",
-            "read-profile",
-            "--scope",
-            "read-conversations",
-            "--org-scope",
-            "read-conversations",
-            "--org-valid-for",
-            "1d",
-            "--json",
-        ],
-    );
+    let r = cli.json(&[
+        "extension",
+        "register",
+        t,
+        ext,
+        "--name",
+        "Summary",
+        "--scope",
+        "read-messages",
+        "--scope",
+        "read-profile",
+        "--scope",
+        "read-conversations",
+        "--org-scope",
+        "read-conversations",
+        "--org-valid-for",
+        "1d",
+        "--json",
+    ]);
     assert_eq!(
         keys(&r),
         set(&[
@@ -265,10 +225,10 @@ fn json_of_extension_and_consent() {
     assert_eq!(r["org_valid_for_ms"], 86_400_000);
     assert_eq!(r["org_scopes"], serde_json::json!(["read-conversations"]));
 
-    let a = json(&cli, &["extension", "add", t, ext, conv, "--json"]);
+    let a = cli.json(&["extension", "add", t, ext, conv, "--json"]);
     assert_eq!(a["added"], true);
     assert!(a["conversation_id"].is_u64());
-    let l = json(&cli, &["extension", "list", t, "--json"]);
+    let l = cli.json(&["extension", "list", t, "--json"]);
     assert_eq!(keys(&l), set(&["tenant", "tenant_id", "extensions"]));
     let e = &l["extensions"][0];
     assert_eq!(
@@ -294,26 +254,23 @@ fn json_of_extension_and_consent() {
     // Refused without consent: exit 7 with --json too, the error as text on stderr.
     let err = cli.fails(&["extension", "profile", t, ext, nick, "--json"], 7);
     assert!(err.contains("consent required"), "{err}");
-    let p = json(&cli, &["extension", "read", t, ext, conv, "--json"]);
+    let p = cli.json(&["extension", "read", t, ext, conv, "--json"]);
     assert_eq!(p["messages"], serde_json::json!([]));
 
-    let g = json(
-        &cli,
-        &[
-            "consent",
-            "grant",
-            t,
-            nick,
-            ext,
-            "--scope",
-            "read-messages",
-            "--scope",
-            "read-profile",
-            "--valid-for",
-            "30d",
-            "--json",
-        ],
-    );
+    let g = cli.json(&[
+        "consent",
+        "grant",
+        t,
+        nick,
+        ext,
+        "--scope",
+        "read-messages",
+        "--scope",
+        "read-profile",
+        "--valid-for",
+        "30d",
+        "--json",
+    ]);
     assert_eq!(
         keys(&g),
         set(&[
@@ -332,23 +289,20 @@ fn json_of_extension_and_consent() {
         g["expires_at_ms"].as_i64().unwrap() - g["granted_at_ms"].as_i64().unwrap(),
         30 * 86_400_000
     );
-    let c = json(&cli, &["consent", "list", t, nick, "--json"]);
+    let c = cli.json(&["consent", "list", t, nick, "--json"]);
     assert_eq!(c["consents"][0]["extension"], ext);
     assert_eq!(c["consents"][0]["live"], true);
 
-    let p = json(
-        &cli,
-        &[
-            "extension",
-            "read",
-            t,
-            ext,
-            conv,
-            "--limit",
-            "5000",
-            "--json",
-        ],
-    );
+    let p = cli.json(&[
+        "extension",
+        "read",
+        t,
+        ext,
+        conv,
+        "--limit",
+        "5000",
+        "--json",
+    ]);
     assert_eq!(
         keys(&p),
         set(&[
@@ -366,23 +320,23 @@ fn json_of_extension_and_consent() {
     assert!(!msgs.is_empty());
     assert!(msgs.iter().all(|m| m["author_id"] == g["user_id"]));
     let id = msgs[0]["id"].as_u64().unwrap().to_string();
-    let m = json(&cli, &["extension", "message", t, ext, conv, &id, "--json"]);
+    let m = cli.json(&["extension", "message", t, ext, conv, &id, "--json"]);
     assert_eq!(m["message"], msgs[0].clone());
-    let pr = json(&cli, &["extension", "profile", t, ext, nick, "--json"]);
+    let pr = cli.json(&["extension", "profile", t, ext, nick, "--json"]);
     assert_eq!(pr["display_name"], nick);
     assert_eq!(pr["user_id"], g["user_id"]);
 
-    let rv = json(&cli, &["consent", "revoke", t, nick, ext, "--json"]);
+    let rv = cli.json(&["consent", "revoke", t, nick, ext, "--json"]);
     assert_eq!(rv["revoked"], true);
-    let rv = json(&cli, &["consent", "revoke", t, nick, ext, "--json"]);
+    let rv = cli.json(&["consent", "revoke", t, nick, ext, "--json"]);
     assert_eq!(rv["revoked"], false);
-    let d = json(&cli, &["extension", "detach", t, ext, conv, "--json"]);
+    let d = cli.json(&["extension", "detach", t, ext, conv, "--json"]);
     assert_eq!(d["added"], false);
-    let rm = json(&cli, &["extension", "remove", t, ext, "--json"]);
+    let rm = cli.json(&["extension", "remove", t, ext, "--json"]);
     assert_eq!(
         keys(&rm),
         set(&["tenant", "tenant_id", "extension", "user_consents_removed"])
     );
-    let l = json(&cli, &["extension", "list", t, "--json"]);
+    let l = cli.json(&["extension", "list", t, "--json"]);
     assert_eq!(l["extensions"], serde_json::json!([]));
 }

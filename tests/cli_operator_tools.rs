@@ -8,13 +8,13 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chatvault::{NewMessage, StaticKeyProvider, Vault, VaultOptions};
+use common::{keys, set};
 use serde_json::Value;
 
 /// The shared CLI helper, with the (stdout, stderr) failures and JSON objects these tests read.
@@ -51,28 +51,6 @@ impl Cli {
     fn fails(&self, args: &[&str], code: i32) -> (String, String) {
         self.fails_on(&self.data, args, code)
     }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.ok(args);
-        assert_eq!(
-            out.lines().count(),
-            1,
-            "one JSON object on one line:\n{out}"
-        );
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-    }
-}
-
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .cloned()
-        .collect()
-}
-
-fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
 }
 
 #[test]

@@ -310,6 +310,17 @@ impl Cli {
         c.output().expect("run chatvault")
     }
 
+    /// Runs, expects success and exactly one JSON object on one line of stdout (`--json`).
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        assert_eq!(
+            out.lines().count(),
+            1,
+            "one JSON object on one line:\n{out}"
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
     /// Runs; returns the exit code and stdout followed by stderr.
     pub fn out(&self, args: &[&str]) -> (Option<i32>, String) {
         let o = self.run(args);
@@ -353,4 +364,18 @@ impl Cli {
         );
         String::from_utf8(o.stderr).expect("utf-8 stderr")
     }
+}
+
+/// The keys of a JSON object (pinning a `--json` shape).
+pub fn keys(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// `names` as a set, to compare with [`keys`].
+pub fn set(names: &[&str]) -> std::collections::BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
 }
