@@ -29,6 +29,10 @@ use chatvault::envelope::{
 use chatvault::{codec, Error, SecretKey};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../shared/mutate.rs"]
+mod shared_mutate;
+use shared_mutate::mutate;
+
 const CONTROL: usize = 40;
 
 fn typed(e: &Error) -> bool {
@@ -36,27 +40,6 @@ fn typed(e: &Error) -> bool {
         e,
         Error::Authentication { .. } | Error::Corrupt { .. } | Error::UnsupportedFormat { .. }
     )
-}
-
-fn mutate(sealed: &[u8], place: &[u8], muts: &[[u8; 4]]) -> (Vec<u8>, Vec<u8>) {
-    let (mut v, mut p) = (sealed.to_vec(), place.to_vec());
-    for m in muts {
-        let pos = u16::from_be_bytes([m[1], m[2]]) as usize;
-        match m[0] % 4 {
-            0 if !v.is_empty() => {
-                let i = pos % v.len();
-                v[i] ^= m[3];
-            }
-            1 => v.insert(pos % (v.len() + 1), m[3]),
-            2 => v.truncate(pos % (v.len() + 1)),
-            3 if !p.is_empty() => {
-                let i = pos % p.len();
-                p[i] ^= m[3];
-            }
-            _ => {}
-        }
-    }
-    (v, p)
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -26,28 +26,11 @@ use chatvault::fuzzing::{encode_wrap_header, same_key};
 use chatvault::{Error, KeyProvider, ProviderError, SecretKey, StaticKeyProvider};
 use libfuzzer_sys::fuzz_target;
 
-const CONTROL: usize = 42;
+#[path = "../shared/mutate.rs"]
+mod shared_mutate;
+use shared_mutate::mutate;
 
-fn mutate(sealed: &[u8], place: &[u8], muts: &[[u8; 4]]) -> (Vec<u8>, Vec<u8>) {
-    let (mut v, mut p) = (sealed.to_vec(), place.to_vec());
-    for m in muts {
-        let pos = u16::from_be_bytes([m[1], m[2]]) as usize;
-        match m[0] % 4 {
-            0 if !v.is_empty() => {
-                let i = pos % v.len();
-                v[i] ^= m[3];
-            }
-            1 => v.insert(pos % (v.len() + 1), m[3]),
-            2 => v.truncate(pos % (v.len() + 1)),
-            3 if !p.is_empty() => {
-                let i = pos % p.len();
-                p[i] ^= m[3];
-            }
-            _ => {}
-        }
-    }
-    (v, p)
-}
+const CONTROL: usize = 42;
 
 fn typed(e: &Error) -> bool {
     matches!(
